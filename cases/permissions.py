@@ -1,0 +1,96 @@
+"""Who may see and do what: one set of rules for pages, the API and websockets.
+
+Roles: an **admin** is a staff user and configures everything; a **supervisor** has a
+supervisor membership and acts on every case of the departments they supervise and
+may move cases across departments; an **agent** works the cases of their own
+departments and the cases they follow or are assigned.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from .models import Case, EscalationPath, Membership
+
+
+def is_admin(user) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
+
+
+def _memberships(user) -> list[tuple[int, str]]:
+    """The user's (department id, role) pairs, cached on the user object for the request."""
+    if not (user and user.is_authenticated):
+        return []
+    cached = getattr(user, "_caseline_memberships", None)
+    if cached is None:
+        cached = list(Membership.objects.filter(user=user).values_list("department_id", "role"))
+        user._caseline_memberships = cached
+    return cached
+
+
+def department_ids(user) -> set[int]:
+    """Departments the user belongs to, in any role."""
+    return {dept for dept, _ in _memberships(user)}
+
+
+def supervised_department_ids(user) -> set[int]:
+    return {dept for dept, role in _memberships(user) if role == Membership.Role.SUPERVISOR}
+
+
+def is_supervisor(user) -> bool:
+    return bool(supervised_department_ids(user))
+
+
+def role_of(user) -> str:
+    if is_admin(user):
+        return "admin"
+    if is_supervisor(user):
+        return "supervisor"
+    return "agent" if department_ids(user) else "none"
+
+
+def visible_cases_q(user) -> Q:
+    """A filter for the cases ``user`` may see."""
+    if is_admin(user):
+        return Q()
+    if not (user and user.is_authenticated):
+        return Q(pk__in=[])
+    return Q(department_id__in=department_ids(user)) | Q(assignee=user) | Q(followers=user)
+
+
+def can_view_case(user, case: Case) -> bool:
+    if is_admin(user):
+        return True
+    if not (user and user.is_authenticated):
+        return False
+    if case.department_id in department_ids(user) or case.assignee_id == user.pk:
+        return True
+    return case.followers.filter(pk=user.pk).exists()
+
+
+def can_work_case(user, case: Case) -> bool:
+    """Reply, note, claim, change status: members of the owning department (and admins)."""
+    return is_admin(user) or case.department_id in department_ids(user) or case.assignee_id == user.pk
+
+
+def can_assign(actor, case: Case, assignee) -> bool:
+    """Supervisors of the case's department assign anyone in it; agents only within their departments."""
+    if is_admin(actor):
+        return True
+    assignee_departments = department_ids(assignee) if assignee is not None else set()
+    if case.department_id in supervised_department_ids(actor):
+        return assignee is None or case.department_id in assignee_departments
+    if case.department_id in department_ids(actor):
+        return assignee is None or case.department_id in assignee_departments
+    return False
+
+
+def can_transfer(actor, case: Case, to_department_id: int) -> bool:
+    """Supervisors and admins move cases across departments; agents along an escalation path."""
+    if is_admin(actor) or case.department_id in supervised_department_ids(actor):
+        return True
+    if case.department_id not in department_ids(actor):
+        return False
+    return EscalationPath.objects.filter(
+        from_department_id=case.department_id, to_department_id=to_department_id, is_active=True
+    ).exists()

@@ -1,0 +1,423 @@
+"""Every write to a case goes through here.
+
+Each service is one transaction: it locks the case row where concurrent changes
+could collide, writes its CaseEvent in the same transaction, and publishes a live
+event only after commit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.db import IntegrityError, transaction
+
+from channels_app import groups
+from channels_app.publish import publish_on_commit
+
+from . import permissions, sla
+from .errors import AlreadyClaimed, NotPermitted, ReasonRequired, ServiceError
+from .models import Case, CaseEvent, Department, Message, new_reference
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _user_label(user) -> str | None:
+    if user is None:
+        return None
+    return user.get_full_name() or user.email or user.get_username()
+
+
+def _case_groups(case: Case, *extra_users) -> list[str]:
+    names = [groups.case_group(case.pk), groups.department_group(case.department_id)]
+    for user_id in (case.assignee_id, *extra_users):
+        if user_id:
+            names.append(groups.user_group(user_id))
+    return names
+
+
+def _announce(case: Case, change: str, *extra_users) -> None:
+    """Tell every screen showing ``case`` that it changed (after commit)."""
+    publish_on_commit(
+        event={
+            "type": "case.changed",
+            "change": change,
+            "case_id": case.pk,
+            "reference": case.reference,
+            "department_id": case.department_id,
+            "assignee_id": case.assignee_id,
+            "status": case.status,
+            "priority": case.priority,
+            "sla_state": case.sla_state,
+            "due_at": case.due_at.isoformat() if case.due_at else None,
+        },
+        groups=_case_groups(case, *extra_users),
+    )
+
+
+def record_event(
+    *,
+    case: Case,
+    kind: str,
+    actor=None,
+    before: dict | None = None,
+    after: dict | None = None,
+    reason: str = "",
+    message: Message | None = None,
+) -> CaseEvent:
+    """Append one row to the case's audit trail (call inside the service's transaction)."""
+    return CaseEvent.objects.create(
+        case=case,
+        kind=kind,
+        actor=actor,
+        before=before or {},
+        after=after or {},
+        reason=reason,
+        message=message,
+    )
+
+
+def _locked(case: Case) -> Case:
+    """Re-read ``case`` under a row lock so concurrent services apply one after the other."""
+    return Case.objects.select_for_update().get(pk=case.pk)
+
+
+def _require_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReasonRequired()
+    return reason
+
+
+@transaction.atomic
+def case_open(
+    *,
+    customer,
+    channel=None,
+    department: Department | None = None,
+    subject: str = "",
+    priority: str = Case.Priority.NORMAL,
+    category: str = "",
+    actor=None,
+) -> Case:
+    """Open a case for ``customer``, owned by ``department`` or the channel's department.
+
+    Writes a ``created`` event; announces the case to its department after commit.
+    """
+    department = department or (channel.department if channel else None)
+    if department is None:
+        raise ServiceError("A case needs a department or a channel to route it.", field="department")
+    for _ in range(8):  # a reference collision is rare; try a fresh token
+        try:
+            with transaction.atomic():
+                case = Case.objects.create(
+                    reference=new_reference(),
+                    customer=customer,
+                    department=department,
+                    subject=subject[:255],
+                    priority=priority,
+                    category=category,
+                    origin_channel=channel,
+                    last_channel=channel,
+                )
+            break
+        except IntegrityError:
+            continue
+    else:  # pragma: no cover - 29^5 tokens
+        raise ServiceError("Could not allocate a case reference.")
+    record_event(
+        case=case,
+        kind=CaseEvent.Kind.CREATED,
+        actor=actor,
+        after={"department": department.pk, "channel": channel.pk if channel else None},
+    )
+    _announce(case, "created")
+    return case
+
+
+@transaction.atomic
+def message_add(
+    *,
+    case: Case,
+    direction: str,
+    kind: str,
+    text: str = "",
+    channel=None,
+    identity=None,
+    author=None,
+    is_public: bool = False,
+    external_id: str = "",
+    reply_to: Message | None = None,
+    in_reply_to_external_id: str = "",
+    thread_key: str = "",
+    subject: str = "",
+    html: str = "",
+    quoted_text: str = "",
+    sent_at: datetime | None = None,
+    call_duration: int | None = None,
+    recording_url: str = "",
+    delivery_state: str = "",
+    triage: dict | None = None,
+) -> Message:
+    """Append a message to the case timeline and move the case's clocks and status.
+
+    Inbound messages reopen resolved cases and start the clocks we owe; outbound
+    replies stop the response clocks (internal notes never do). Locks the case row.
+    """
+    case = _locked(case)
+    at = sent_at or _now()
+    message = Message.objects.create(
+        case=case,
+        direction=direction,
+        kind=kind,
+        text=text,
+        channel=channel,
+        identity=identity,
+        author=author,
+        is_public=is_public,
+        external_id=external_id or "",
+        reply_to=reply_to,
+        in_reply_to_external_id=in_reply_to_external_id,
+        thread_key=thread_key,
+        subject=subject[:255],
+        html=html,
+        quoted_text=quoted_text,
+        sent_at=at,
+        call_duration=call_duration,
+        recording_url=recording_url,
+        delivery_state=delivery_state,
+        triage=triage or {},
+    )
+    before = {"status": case.status}
+    if direction == Message.Direction.IN:
+        case.first_inbound_at = case.first_inbound_at or at
+        case.last_inbound_at = max(case.last_inbound_at or at, at)
+        case.last_channel = channel or case.last_channel
+        if case.status in (Case.Status.RESOLVED, Case.Status.CLOSED, Case.Status.WAITING_ON_CUSTOMER):
+            case.status = Case.Status.OPEN
+            case.resolved_at = case.closed_at = None
+        sla.on_inbound(case, channel=channel, at=at)
+        event_kind = CaseEvent.Kind.CALL if kind == Message.Kind.CALL else CaseEvent.Kind.MESSAGE_IN
+    elif direction == Message.Direction.OUT:
+        case.last_outbound_at = at
+        if case.status == Case.Status.NEW:
+            case.status = Case.Status.OPEN
+        sla.on_reply(case, at=at)
+        event_kind = CaseEvent.Kind.CALL if kind == Message.Kind.CALL else CaseEvent.Kind.MESSAGE_OUT
+    else:
+        event_kind = CaseEvent.Kind.NOTE
+    case.save()
+    after = {"status": case.status} if case.status != before["status"] else {}
+    record_event(
+        case=case, kind=event_kind, actor=author, before=before if after else {}, after=after, message=message
+    )
+    publish_on_commit(
+        event={"type": "message.added", "case_id": case.pk, "message_id": message.pk, "direction": direction},
+        groups=_case_groups(case),
+    )
+    _announce(case, "message")
+    return message
+
+
+def note_add(*, case: Case, author, text: str) -> Message:
+    """Add an internal note: visible to agents only, never stops a clock."""
+    text = (text or "").strip()
+    if not text:
+        raise ServiceError("A note cannot be empty.", field="text")
+    if not permissions.can_work_case(author, case):
+        raise NotPermitted("You cannot add notes to this case.")
+    return message_add(
+        case=case, direction=Message.Direction.NOTE, kind=Message.Kind.NOTE, text=text, author=author
+    )
+
+
+def call_log(
+    *,
+    case: Case,
+    author,
+    direction: str,
+    number: str,
+    duration_seconds: int,
+    notes: str = "",
+    channel=None,
+    at: datetime | None = None,
+) -> Message:
+    """Record a phone call an agent had with the customer, by hand."""
+    if direction not in (Message.Direction.IN, Message.Direction.OUT):
+        raise ServiceError("A call is inbound or outbound.", field="direction")
+    if duration_seconds is None or duration_seconds < 0:
+        raise ServiceError("A call's duration is zero or more seconds.", field="duration_seconds")
+    if not permissions.can_work_case(author, case):
+        raise NotPermitted("You cannot log calls on this case.")
+    text = f"Call {'from' if direction == Message.Direction.IN else 'to'} {number}".strip()
+    if notes.strip():
+        text += f"\n\n{notes.strip()}"
+    return message_add(
+        case=case,
+        direction=direction,
+        kind=Message.Kind.CALL,
+        text=text,
+        channel=channel,
+        author=author,
+        call_duration=duration_seconds,
+        sent_at=at,
+    )
+
+
+@transaction.atomic
+def case_assign(*, case: Case, assignee, actor, reason: str = "") -> Case:
+    """Give ``case`` to ``assignee`` (None unassigns). Locks the row; writes an event."""
+    case = _locked(case)
+    if actor is not None and not permissions.can_assign(actor, case, assignee):
+        raise NotPermitted("You may assign cases only to members of the case's department.")
+    previous = case.assignee_id
+    new = assignee.pk if assignee else None
+    if previous == new:
+        return case
+    case.assignee = assignee
+    if previous:
+        case.followers.add(previous)
+    case.save(update_fields=["assignee", "updated_at"])
+    record_event(
+        case=case,
+        kind=CaseEvent.Kind.ASSIGNED if assignee else CaseEvent.Kind.UNASSIGNED,
+        actor=actor,
+        before={"assignee": previous},
+        after={"assignee": new},
+        reason=reason,
+    )
+    _announce(case, "assigned", previous)
+    return case
+
+
+@transaction.atomic
+def case_claim(*, case: Case, actor) -> Case:
+    """Take an unassigned case for yourself. Of two agents claiming at once, exactly one wins.
+
+    The row lock serialises claimants: the second sees the first's assignee and gets
+    ``AlreadyClaimed``.
+    """
+    case = _locked(case)
+    if not permissions.can_work_case(actor, case):
+        raise NotPermitted("You can claim only cases of your departments.")
+    if case.assignee_id == actor.pk:
+        return case
+    if case.assignee_id is not None:
+        raise AlreadyClaimed(f"{case.reference} is already assigned.")
+    case.assignee = actor
+    case.save(update_fields=["assignee", "updated_at"])
+    record_event(
+        case=case,
+        kind=CaseEvent.Kind.CLAIMED,
+        actor=actor,
+        before={"assignee": None},
+        after={"assignee": actor.pk},
+    )
+    _announce(case, "assigned")
+    return case
+
+
+@transaction.atomic
+def case_transfer(
+    *,
+    case: Case,
+    to_department: Department,
+    actor,
+    reason: str,
+    note: str = "",
+    kind: str = CaseEvent.Kind.TRANSFERRED,
+) -> Case:
+    """Hand ``case`` to another department, with a reason on record and an optional hand-off note.
+
+    The previous assignee keeps following the case; the receiving department picks it up
+    unassigned. The customer's service clocks are not reset.
+    """
+    reason = _require_reason(reason)
+    case = _locked(case)
+    if to_department.pk == case.department_id:
+        raise ServiceError("The case is already in that department.", field="to_department")
+    if actor is not None and not permissions.can_transfer(actor, case, to_department.pk):
+        raise NotPermitted("No escalation path allows that transfer; ask a supervisor.")
+    previous_department, previous_assignee = case.department_id, case.assignee_id
+    if previous_assignee:
+        case.followers.add(previous_assignee)
+    case.department = to_department
+    case.assignee = None
+    case.handoff_note = (note or "").strip()
+    case.save(update_fields=["department", "assignee", "handoff_note", "updated_at"])
+    record_event(
+        case=case,
+        kind=kind,
+        actor=actor,
+        reason=reason,
+        before={"department": previous_department, "assignee": previous_assignee},
+        after={"department": to_department.pk, "assignee": None, "note": case.handoff_note},
+    )
+    publish_on_commit(
+        event={"type": "case.left", "case_id": case.pk, "reference": case.reference},
+        groups=[groups.department_group(previous_department)],
+    )
+    _announce(case, "transferred", previous_assignee)
+    return case
+
+
+@transaction.atomic
+def case_set_status(*, case: Case, status: str, actor, reason: str = "") -> Case:
+    """Change the case's status; resolving stops every clock, reopening restarts what is owed."""
+    if status not in Case.Status.values:
+        raise ServiceError(f"'{status}' is not a case status.", field="status")
+    case = _locked(case)
+    if actor is not None and not permissions.can_work_case(actor, case):
+        raise NotPermitted("You cannot change this case.")
+    previous = case.status
+    if previous == status:
+        return case
+    case.status = status
+    now = _now()
+    if status == Case.Status.RESOLVED:
+        case.resolved_at = now
+        sla.on_resolved(case)
+    elif status == Case.Status.CLOSED:
+        case.closed_at = now
+        case.resolved_at = case.resolved_at or now
+        sla.on_resolved(case)
+    else:
+        case.resolved_at = case.closed_at = None
+        sla.refresh(case, promise=sla.promise_for(case.last_channel or case.origin_channel))
+    case.save()
+    record_event(
+        case=case,
+        kind=CaseEvent.Kind.STATUS,
+        actor=actor,
+        before={"status": previous},
+        after={"status": status},
+        reason=reason,
+    )
+    _announce(case, "status")
+    return case
+
+
+@transaction.atomic
+def case_set_priority(*, case: Case, priority: str, actor, reason: str = "") -> Case:
+    """Change the case's priority (tighter promises per priority apply to clocks started later)."""
+    if priority not in Case.Priority.values:
+        raise ServiceError(f"'{priority}' is not a priority.", field="priority")
+    case = _locked(case)
+    if actor is not None and not permissions.can_work_case(actor, case):
+        raise NotPermitted("You cannot change this case.")
+    previous = case.priority
+    if previous == priority:
+        return case
+    case.priority = priority
+    case.save(update_fields=["priority", "updated_at"])
+    record_event(
+        case=case,
+        kind=CaseEvent.Kind.PRIORITY,
+        actor=actor,
+        before={"priority": previous},
+        after={"priority": priority},
+        reason=reason,
+    )
+    _announce(case, "priority")
+    return case

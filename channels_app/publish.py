@@ -1,0 +1,38 @@
+"""Publishing live events: only from services, only after the transaction commits.
+
+A rolled-back transaction publishes nothing (no ghost updates). The payload is
+JSON round-tripped at the call site so a payload that cannot travel fails where it
+was made, not later in a consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def publish(*, event: dict, groups: Iterable[str]) -> None:
+    """Send ``event`` to ``groups`` now. Delivery is at most once; failures are logged."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "live.event", "event": event}
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, message)
+        except Exception:  # a down Redis must not break the write that already committed
+            logger.warning("live event %s to %s not delivered", event.get("type"), group, exc_info=True)
+
+
+def publish_on_commit(*, event: dict, groups: Iterable[str]) -> None:
+    """Queue ``event`` for ``groups`` once the current transaction commits."""
+    payload = json.loads(json.dumps(event))
+    group_list = sorted(set(groups))
+    transaction.on_commit(lambda: publish(event=payload, groups=group_list))

@@ -1,0 +1,52 @@
+"""Canonical forms of platform identifiers, so one person is one Identity row.
+
+E-mail addresses are lower-cased; phone numbers (and WhatsApp ids, which are phone
+numbers without the plus) become E.164 through the ``phonenumbers`` package.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+PHONE_KINDS = frozenset({"phone", "whatsapp"})
+
+
+def normalize_phone(raw: str, *, region: str | None = None) -> str:
+    """Return ``raw`` in E.164 form or raise ``ValidationError`` naming the problem."""
+    value = (raw or "").strip()
+    if value.startswith("whatsapp:"):  # Twilio's WhatsApp addressing
+        value = value.removeprefix("whatsapp:")
+    if value and value[0].isdigit() and len(value) > 10 and not value.startswith("0"):
+        # WhatsApp ids and many webhooks give the country code without the plus.
+        value = "+" + value
+    try:
+        number = phonenumbers.parse(value, region or settings.DEFAULT_PHONE_REGION)
+    except phonenumbers.NumberParseException as exc:
+        raise ValidationError(f"'{raw}' is not a phone number ({exc}).", code="invalid_phone") from exc
+    if not phonenumbers.is_possible_number(number):
+        raise ValidationError(f"'{raw}' is not a possible phone number.", code="invalid_phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(raw: str) -> str:
+    value = (raw or "").strip().lower()
+    try:
+        validate_email(value)
+    except ValidationError as exc:
+        raise ValidationError(f"'{raw}' is not an e-mail address.", code="invalid_email") from exc
+    return value
+
+
+def normalize_platform_id(kind: str, raw: str) -> str:
+    """The canonical platform id of an identity of ``kind``; raises ``ValidationError``."""
+    if kind == "email":
+        return normalize_email(raw)
+    if kind in PHONE_KINDS:
+        return normalize_phone(raw)
+    value = (raw or "").strip()
+    if not value:
+        raise ValidationError("A platform id is required.", code="required")
+    return value
