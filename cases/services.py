@@ -377,14 +377,12 @@ def case_set_status(*, case: Case, status: str, actor, reason: str = "") -> Case
     now = _now()
     if status == Case.Status.RESOLVED:
         case.resolved_at = now
-        sla.on_resolved(case)
     elif status == Case.Status.CLOSED:
         case.closed_at = now
         case.resolved_at = case.resolved_at or now
-        sla.on_resolved(case)
     else:
         case.resolved_at = case.closed_at = None
-        sla.refresh(case, promise=sla.promise_for(case.last_channel or case.origin_channel))
+    sla.on_status_change(case, previous=previous, at=now)
     case.save()
     record_event(
         case=case,

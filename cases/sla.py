@@ -125,10 +125,14 @@ def on_reply(case: Case, *, at: datetime) -> None:
     refresh(case, promise=promise_for(case.last_channel or case.origin_channel))
 
 
-def on_resolved(case: Case) -> None:
-    for field in CLOCK_FIELDS:
-        setattr(case, field, None)
-    refresh(case, promise=None)
+def on_status_change(case: Case, *, previous: str, at: datetime) -> None:
+    """The case's status changed from ``previous`` to ``case.status``: stop or restart clocks."""
+    if case.status in (Case.Status.RESOLVED, Case.Status.CLOSED):
+        for field in CLOCK_FIELDS:
+            setattr(case, field, None)
+        refresh(case, promise=None, now=at)
+        return
+    refresh(case, promise=promise_for(case.last_channel or case.origin_channel), now=at)
 
 
 def refresh(case: Case, *, promise: ServicePromise | None, now: datetime | None = None) -> None:
