@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from channels_app import groups
 from channels_app.publish import publish_on_commit
 
 from . import permissions, sla
-from .errors import AlreadyClaimed, NotPermitted, ReasonRequired, ServiceError
+from .errors import AlreadyClaimed, NotPermitted, ReasonRequired, ServiceError, StaleDraft
 from .models import Case, CaseEvent, Department, Message, new_reference
 
 
@@ -419,3 +420,133 @@ def case_set_priority(*, case: Case, priority: str, actor, reason: str = "") -> 
     )
     _announce(case, "priority")
     return case
+
+
+# Longest text each platform accepts in one outbound message (None: no practical limit).
+TEXT_LIMITS = {"x": 280, "whatsapp": 4096, "facebook": 2000, "instagram": 1000}
+
+
+def _reply_target(case: Case, channel, *, is_public: bool) -> Message | None:
+    """The customer's latest message on ``channel`` that a reply should thread under."""
+    inbound = case.messages.filter(channel=channel, direction=Message.Direction.IN)
+    if is_public:
+        inbound = inbound.filter(is_public=True)
+    return inbound.order_by("-sent_at", "-id").first()
+
+
+@transaction.atomic
+def case_reply(
+    *,
+    case: Case,
+    author,
+    channel,
+    text: str,
+    is_public: bool = False,
+    identity=None,
+    draft_started_at: datetime | None = None,
+) -> Message:
+    """Queue a reply to the customer on ``channel``; it is sent by a task after commit.
+
+    Refuses (``StaleDraft``) when the customer wrote, or another agent replied, after
+    ``draft_started_at``, so two agents never answer the same message unawares. The
+    message is the outbox row: ``delivery_state`` goes queued -> sent | failed.
+    """
+    from connectors.outbound import enqueue_send
+
+    text = (text or "").strip()
+    if not text:
+        raise ServiceError("A reply cannot be empty.", field="text")
+    limit = TEXT_LIMITS.get(channel.kind)
+    if limit and is_public and len(text) > limit:
+        raise ServiceError(
+            f"A public reply on {channel.get_kind_display()} is at most {limit} characters "
+            f"({len(text)} given).",
+            field="text",
+        )
+    if not permissions.can_work_case(author, case):
+        raise NotPermitted("You cannot reply on this case.")
+    locked = _locked(case)
+    if draft_started_at is not None:
+        newer = locked.messages.filter(created_at__gt=draft_started_at).filter(_news_for(author))
+        if newer.exists():
+            raise StaleDraft(
+                "The customer wrote or a colleague replied since you started this draft; "
+                "read it before sending."
+            )
+    parent = _reply_target(locked, channel, is_public=is_public)
+    if identity is None and parent is not None:
+        identity = parent.identity
+    if identity is None:
+        identity = locked.customer.identities.filter(kind=channel.kind).first()
+    if identity is None:
+        raise ServiceError(
+            f"The customer has no {channel.get_kind_display()} identity to reply to.", field="channel"
+        )
+    kind = _outbound_kind(channel.kind, is_public=is_public, parent=parent)
+    message = message_add(
+        case=locked,
+        direction=Message.Direction.OUT,
+        kind=kind,
+        text=text,
+        channel=channel,
+        identity=identity,
+        author=author,
+        is_public=is_public,
+        reply_to=parent,
+        delivery_state=Message.Delivery.QUEUED,
+        subject=locked.subject if channel.kind == "email" else "",
+    )
+    enqueue_send(message)
+    return message
+
+
+def _news_for(author) -> Q:
+    """Messages an agent must have seen before sending: the customer's, and other agents' replies."""
+    return Q(direction=Message.Direction.IN) | (Q(direction=Message.Direction.OUT) & ~Q(author=author))
+
+
+def _outbound_kind(channel_kind: str, *, is_public: bool, parent: Message | None) -> str:
+    if channel_kind == "email":
+        return Message.Kind.EMAIL
+    if is_public:
+        return (
+            parent.kind if parent is not None and parent.kind == Message.Kind.COMMENT else Message.Kind.POST
+        )
+    return Message.Kind.DM
+
+
+@transaction.atomic
+def message_delivery_update(
+    *, message: Message, state: str, error: str = "", external_id: str = ""
+) -> Message:
+    """Record what the platform said about an outbound message; a failure is also a CaseEvent."""
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    previous = message.delivery_state
+    order = ["", "queued", "sent", "delivered", "read"]
+    if state in order and previous in order and order.index(state) <= order.index(previous):
+        return message  # platforms report out of order; never step back
+    message.delivery_state = state
+    message.delivery_error = error if state == Message.Delivery.FAILED else ""
+    if external_id:
+        message.external_id = external_id
+    message.save(update_fields=["delivery_state", "delivery_error", "external_id"])
+    if state == Message.Delivery.FAILED:
+        record_event(
+            case=message.case,
+            kind=CaseEvent.Kind.DELIVERY,
+            before={"delivery_state": previous},
+            after={"delivery_state": state, "error": error},
+            message=message,
+        )
+    publish_on_commit(
+        event={
+            "type": "message.delivery",
+            "case_id": message.case_id,
+            "message_id": message.pk,
+            "delivery_state": state,
+            "error": message.delivery_error,
+        },
+        groups=[groups.case_group(message.case_id)]
+        + ([groups.user_group(message.author_id)] if message.author_id else []),
+    )
+    return message
