@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -13,7 +15,12 @@ from . import groups
 class DeskConsumer(AsyncJsonWebsocketConsumer):
     """Pushes case, department and personal events to a signed-in user."""
 
+    # How many recent event ids a socket remembers to drop the copies of an event that
+    # reach it through several of its groups (department and personal).
+    SEEN_EVENTS = 256
+
     async def connect(self):
+        self.seen = deque(maxlen=self.SEEN_EVENTS)
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
@@ -30,4 +37,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def live_event(self, message):
+        event_id = message.get("event_id")
+        if event_id in self.seen:
+            return
+        self.seen.append(event_id)
         await self.send_json(message["event"])

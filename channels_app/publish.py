@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
@@ -23,7 +24,8 @@ def publish(*, event: dict, groups: Iterable[str]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "live.event", "event": event}
+    # One id per event: a socket in several of the groups receives it once (see the consumer).
+    message = {"type": "live.event", "event_id": uuid.uuid4().hex, "event": event}
     for group in groups:
         try:
             async_to_sync(layer.group_send)(group, message)

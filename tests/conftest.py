@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import pytest_asyncio
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.db import connections
 
@@ -35,18 +35,21 @@ CHROMIUM_ARGS = [
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if pytest_asyncio.is_async_test(item):
-            item.add_marker(pytest.mark.usefixtures("_close_async_db_connections"))
         if "postgres" in item.keywords and not settings.IS_POSTGRES:
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)"))
     # Sync Playwright keeps an event loop running once it starts: browser tests go last.
     items.sort(key=lambda i: "page" in getattr(i, "fixturenames", ()))
 
 
-@pytest.fixture
-async def _close_async_db_connections():
-    yield
-    await sync_to_async(connections.close_all)()
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item):
+    """Close the connections async tests opened on asgiref's worker thread.
+
+    The ORM in async code runs on that thread, on its own connection, which would
+    otherwise stay open and keep PostgreSQL from dropping the test database.
+    """
+    if pytest_asyncio.is_async_test(item):
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
 @pytest.fixture(scope="session")
