@@ -37,8 +37,14 @@ class ParseError(Exception):
 class SendError(Exception):
     """An outbound message was not delivered."""
 
-    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None,
-                 status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
