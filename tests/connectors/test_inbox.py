@@ -1,0 +1,479 @@
+"""The webhook view and the durable inbox, through real requests to /webhooks/<slug>/."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+
+import pytest
+from django.core.management import call_command
+
+from cases import ingest, services
+from cases.models import Case, CaseEvent, Message
+from connectors import inbox
+from connectors.models import InboundEvent
+from customers.models import Customer, Identity
+from tests import factories
+from tests.connectors.helpers import X_CONSUMER_SECRET, fixture_bytes, fixture_json, post_x_webhook
+
+pytestmark = pytest.mark.django_db
+
+
+def deliver(client, channel, body: bytes, capture, **kwargs):
+    """POST a webhook and run what it queued after commit (the processing task, inline)."""
+    with capture(execute=True):
+        return post_x_webhook(client, channel, body, **kwargs)
+
+
+def body_of(name: str, **changes) -> bytes:
+    return json.dumps(fixture_json("x", name) | changes).encode()
+
+
+# --- the CRC handshake -------------------------------------------------------------------
+
+
+def test_crc_challenge_answers_hmac_of_token_with_consumer_secret(client, x_channel):
+    response = client.get(f"/webhooks/{x_channel.slug}/", {"crc_token": "challenge_string"})
+
+    expected = base64.b64encode(
+        hmac.new(X_CONSUMER_SECRET.encode(), b"challenge_string", hashlib.sha256).digest()
+    ).decode()
+    assert response.status_code == 200
+    assert response.json() == {"response_token": f"sha256={expected}"}
+
+
+def test_crc_without_token_is_a_bad_request(client, x_channel):
+    assert client.get(f"/webhooks/{x_channel.slug}/").status_code == 400
+
+
+def test_unknown_or_inactive_channel_is_404(client, x_channel):
+    assert client.get("/webhooks/nobody/", {"crc_token": "t"}).status_code == 404
+    x_channel.is_active = False
+    x_channel.save(update_fields=["is_active"])
+    response = post_x_webhook(client, x_channel, fixture_bytes("x", "mention.json"))
+    assert response.status_code == 404
+    assert InboundEvent.objects.count() == 0
+
+
+def test_missing_secret_answers_503_not_500(client, x_channel, monkeypatch):
+    monkeypatch.delenv("CASELINE_TEST_X_CONSUMER_SECRET")
+    assert client.get(f"/webhooks/{x_channel.slug}/", {"crc_token": "t"}).status_code == 503
+    assert post_x_webhook(client, x_channel, fixture_bytes("x", "mention.json")).status_code == 503
+    assert InboundEvent.objects.count() == 0
+
+
+# --- signatures ---------------------------------------------------------------------------
+
+
+def test_signed_mention_is_stored_processed_and_opens_a_case(
+    client, x_channel, django_capture_on_commit_callbacks
+):
+    body = fixture_bytes("x", "mention.json")
+
+    response = deliver(client, x_channel, body, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200
+    event = InboundEvent.objects.get()
+    assert bytes(event.body) == body
+    assert event.provider == "x" and event.channel == x_channel
+    assert event.delivery_id == hashlib.sha256(body).hexdigest()
+    assert event.headers["x-twitter-webhooks-signature"].startswith("sha256=")
+    assert event.status == InboundEvent.Status.PROCESSED and event.processed_at is not None
+    message = Message.objects.get()
+    assert message.external_id == "1050118621198921728"
+    assert message.case.subject == "@brand my router has been dead since Monday and nobody answers the phone"
+    assert message.case.department == x_channel.department
+    assert message.identity.handle == "rosa_d" and message.identity.follower_count == 1200
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["", "sha256=" + base64.b64encode(b"x" * 32).decode(), "not-even-a-signature"],
+    ids=["missing", "forged", "garbage"],
+)
+def test_unsigned_or_forged_post_is_refused_and_nothing_stored(
+    client, x_channel, django_capture_on_commit_callbacks, caplog, signature
+):
+    caplog.set_level(logging.WARNING, logger="connectors.views")
+
+    response = deliver(
+        client,
+        x_channel,
+        fixture_bytes("x", "mention.json"),
+        django_capture_on_commit_callbacks,
+        signature=signature,
+    )
+
+    assert response.status_code == 403
+    assert InboundEvent.objects.count() == 0 and Message.objects.count() == 0
+    assert "signature refused" in caplog.text
+
+
+def test_signature_with_another_secret_is_refused(client, x_channel, django_capture_on_commit_callbacks):
+    response = deliver(
+        client,
+        x_channel,
+        fixture_bytes("x", "mention.json"),
+        django_capture_on_commit_callbacks,
+        secret="other",
+    )
+    assert response.status_code == 403
+    assert InboundEvent.objects.count() == 0
+
+
+def test_body_over_the_upload_limit_is_413_and_not_stored(client, x_channel, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 200
+    body = fixture_bytes("x", "mention.json")
+    assert len(body) > 200
+
+    response = post_x_webhook(client, x_channel, body)
+
+    assert response.status_code == 413
+    assert InboundEvent.objects.count() == 0
+
+
+# --- duplicates and idempotency ---------------------------------------------------------
+
+
+def test_duplicate_delivery_is_acknowledged_and_changes_nothing(
+    client, x_channel, django_capture_on_commit_callbacks
+):
+    body = fixture_bytes("x", "mention.json")
+    first = deliver(client, x_channel, body, django_capture_on_commit_callbacks)
+    second = deliver(client, x_channel, body, django_capture_on_commit_callbacks)
+
+    assert first.status_code == second.status_code == 200
+    assert InboundEvent.objects.count() == 1
+    assert Message.objects.count() == 1 and Case.objects.count() == 1 and Customer.objects.count() == 1
+
+
+def test_same_tweet_in_two_different_deliveries_is_one_message(
+    client, x_channel, django_capture_on_commit_callbacks
+):
+    deliver(client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks)
+    # X re-sends the event in a new envelope (different bytes, so a different delivery id).
+    deliver(
+        client,
+        x_channel,
+        body_of("mention.json", user_has_blocked="false"),
+        django_capture_on_commit_callbacks,
+    )
+
+    assert InboundEvent.objects.count() == 2
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Message.objects.count() == 1
+    assert CaseEvent.objects.filter(kind="message_in").count() == 1
+
+
+def test_processing_an_event_twice_changes_nothing(client, x_channel, django_capture_on_commit_callbacks):
+    deliver(client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks)
+    event = InboundEvent.objects.get()
+    events_before = CaseEvent.objects.count()
+
+    again = inbox.inbound_event_process(event_id=event.pk)
+
+    assert again.status == InboundEvent.Status.PROCESSED and again.attempts == 0
+    assert again.processed_at == event.processed_at
+    assert Message.objects.count() == 1 and CaseEvent.objects.count() == events_before
+
+
+def test_store_service_reports_duplicates_and_queues_only_new_events(
+    x_channel, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        first, created = inbox.inbound_event_store(channel=x_channel, delivery_id="d1", body=b"{}")
+        again, created_again = inbox.inbound_event_store(channel=x_channel, delivery_id="d1", body=b"{}")
+
+    assert created and not created_again and first.pk == again.pk
+    assert len(callbacks) == 1
+
+
+def test_stored_headers_keep_signatures_and_drop_credentials():
+    kept = inbox.selected_headers(
+        {
+            "Content-Type": "application/json",
+            "X-Twitter-Webhooks-Signature": "sha256=abc",
+            "Cookie": "sessionid=1",
+            "Authorization": "Bearer t",
+            "X-Api-Key": "k",
+            "Accept": "*/*",
+        }
+    )
+    assert kept == {"content-type": "application/json", "x-twitter-webhooks-signature": "sha256=abc"}
+
+
+# --- malformed bodies, failures and replay -------------------------------------------------
+
+
+def test_malformed_json_is_stored_and_marked_failed_not_500(
+    client, x_channel, django_capture_on_commit_callbacks
+):
+    body = b'{"for_user_id": "777", "tweet_create_events": [{"id_str": '
+
+    response = deliver(client, x_channel, body, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200
+    event = InboundEvent.objects.get()
+    assert bytes(event.body) == body
+    assert event.status == InboundEvent.Status.FAILED and event.attempts == 1
+    assert "not JSON" in event.error
+    assert Message.objects.count() == 0
+
+    call_command("replay_inbox", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    event.refresh_from_db()
+    assert event.status == InboundEvent.Status.FAILED and event.attempts == 2
+
+
+def test_binary_body_is_stored_and_failed(client, x_channel, django_capture_on_commit_callbacks):
+    response = deliver(client, x_channel, b"\xff\xfe\x00garbage", django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200
+    event = InboundEvent.objects.get()
+    assert event.status == InboundEvent.Status.FAILED and "not UTF-8" in event.error
+
+
+def test_unexpected_structure_fails_with_the_field_named(
+    client, x_channel, django_capture_on_commit_callbacks
+):
+    payload = fixture_json("x", "mention.json")
+    del payload["tweet_create_events"][0]["user"]
+
+    deliver(client, x_channel, json.dumps(payload).encode(), django_capture_on_commit_callbacks)
+
+    event = InboundEvent.objects.get()
+    assert event.status == InboundEvent.Status.FAILED
+    assert "tweet_create_events[0]" in event.error and "user" in event.error
+
+
+def test_failure_while_ingesting_rolls_back_and_replay_processes_after_the_fix(
+    client, x_channel, django_capture_on_commit_callbacks, monkeypatch, capsys
+):
+    real_ingest = ingest.ingest
+    calls = []
+
+    def half_then_broken(*, channel, inbound):
+        calls.append(inbound.external_id)
+        real_ingest(channel=channel, inbound=inbound)  # writes, then the bug strikes
+        raise RuntimeError("threading bug")
+
+    monkeypatch.setattr(ingest, "ingest", half_then_broken)
+    deliver(client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks)
+
+    event = InboundEvent.objects.get()
+    assert calls and event.status == InboundEvent.Status.FAILED and event.attempts == 1
+    assert event.error == "RuntimeError: threading bug"
+    # Nothing of the half-done work survives.
+    assert Message.objects.count() == 0 and Case.objects.count() == 0 and Identity.objects.count() == 0
+
+    monkeypatch.setattr(ingest, "ingest", real_ingest)  # the fix is deployed
+    call_command("replay_inbox")
+
+    event.refresh_from_db()
+    assert event.status == InboundEvent.Status.PROCESSED and event.error == ""
+    assert Message.objects.count() == 1
+    assert "1 processed" in capsys.readouterr().out
+
+
+def test_replay_selects_by_status_id_and_since(x_channel, capsys):
+    pending, _ = inbox.inbound_event_store(
+        channel=x_channel, delivery_id="p", body=fixture_bytes("x", "mention.json"), enqueue=False
+    )
+    failed, _ = inbox.inbound_event_store(channel=x_channel, delivery_id="f", body=b"nope", enqueue=False)
+    InboundEvent.objects.filter(pk=failed.pk).update(status="failed", attempts=1)
+
+    call_command("replay_inbox", "--id", str(pending.pk))  # default status failed: not this one
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+    call_command("replay_inbox", "--status", "pending", "--since", "2000-01-01")
+    pending.refresh_from_db()
+    failed.refresh_from_db()
+    assert pending.status == "processed"
+    assert failed.status == "failed" and failed.attempts == 1
+
+    call_command("replay_inbox", "--status", "all", "--since", "2999-01-01")
+    failed.refresh_from_db()
+    assert failed.attempts == 1
+    assert "nothing to do" in capsys.readouterr().out
+
+
+# --- threading through real deliveries ----------------------------------------------------
+
+
+def test_mention_reply_and_dm_from_one_person_are_one_case(
+    client, x_channel, django_capture_on_commit_callbacks
+):
+    for name in ("mention.json", "reply.json", "dm.json"):
+        response = deliver(client, x_channel, fixture_bytes("x", name), django_capture_on_commit_callbacks)
+        assert response.status_code == 200
+
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
+    case = Case.objects.get()
+    assert Customer.objects.count() == 1 and Identity.objects.count() == 1
+    mention, reply, dm = case.messages.order_by("sent_at")
+    assert [m.kind for m in (mention, reply, dm)] == ["post", "post", "dm"]
+    assert reply.reply_to == mention and reply.in_reply_to_external_id == mention.external_id
+    assert (mention.is_public, reply.is_public, dm.is_public) == (True, True, False)
+    identity = Identity.objects.get()
+    # The latest contact's profile wins: the DM's users map says verified, 1203 followers.
+    assert identity.verified is True and identity.follower_count == 1203
+    assert case.last_channel == x_channel
+
+
+def test_long_tweet_is_stored_with_its_full_text(client, x_channel, django_capture_on_commit_callbacks):
+    deliver(client, x_channel, fixture_bytes("x", "long_tweet.json"), django_capture_on_commit_callbacks)
+
+    message = Message.objects.get()
+    full = fixture_json("x", "long_tweet.json")["tweet_create_events"][0]["extended_tweet"]["full_text"]
+    assert message.text == full and len(message.text) > 140
+    assert "…" not in message.text
+
+
+def test_echo_of_our_outbound_reply_marks_it_sent(
+    client, x_channel, django_capture_on_commit_callbacks, agent
+):
+    deliver(client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks)
+    mention = Message.objects.get()
+    ours = services.message_add(
+        case=mention.case,
+        direction="out",
+        kind="post",
+        text="@rosa_d Sorry about that! Please DM us your account number.",
+        channel=x_channel,
+        identity=mention.identity,
+        author=agent,
+        is_public=True,
+        reply_to=mention,
+        external_id="1050125000000000000",
+        delivery_state="queued",
+    )
+
+    deliver(client, x_channel, fixture_bytes("x", "echo_reply.json"), django_capture_on_commit_callbacks)
+
+    ours.refresh_from_db()
+    assert ours.delivery_state == Message.Delivery.SENT
+    assert Message.objects.count() == 2 and Customer.objects.count() == 1
+    assert not Identity.objects.filter(platform_id="777").exists()
+
+
+def test_echo_that_outran_the_send_task_gets_its_platform_id(
+    client, x_channel, django_capture_on_commit_callbacks, agent
+):
+    deliver(client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks)
+    mention = Message.objects.get()
+    ours = services.message_add(
+        case=mention.case,
+        direction="out",
+        kind="post",
+        text="@rosa_d Sorry about that! Please DM us your account number.",
+        channel=x_channel,
+        identity=mention.identity,
+        author=agent,
+        is_public=True,
+        delivery_state="queued",
+    )
+
+    deliver(client, x_channel, fixture_bytes("x", "echo_reply.json"), django_capture_on_commit_callbacks)
+
+    ours.refresh_from_db()
+    assert ours.external_id == "1050125000000000000" and ours.delivery_state == "sent"
+    assert Message.objects.count() == 2
+
+
+def test_echo_written_in_the_x_app_is_recorded_as_our_reply(
+    client, x_channel, django_capture_on_commit_callbacks
+):
+    deliver(client, x_channel, fixture_bytes("x", "dm.json"), django_capture_on_commit_callbacks)
+    case = Case.objects.get()
+    assert case.first_response_due_at is not None
+
+    deliver(client, x_channel, fixture_bytes("x", "echo_dm.json"), django_capture_on_commit_callbacks)
+
+    case.refresh_from_db()
+    echo = case.messages.get(direction="out")
+    assert echo.external_id == "1050160000000000002" and echo.kind == "dm"
+    assert echo.delivery_state == "sent" and echo.identity.platform_id == "5150"
+    assert case.first_responded_at is not None and case.first_response_due_at is None
+    assert Identity.objects.count() == 1  # our own account never becomes a customer
+
+
+def test_echo_to_a_stranger_is_not_stored(client, x_channel, django_capture_on_commit_callbacks):
+    deliver(client, x_channel, fixture_bytes("x", "echo_dm.json"), django_capture_on_commit_callbacks)
+
+    event = InboundEvent.objects.get()
+    assert event.status == InboundEvent.Status.PROCESSED
+    assert Message.objects.count() == 0 and Case.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("favorite.json", "favourites"),
+        ("follow_typing.json", "typing indicators"),
+        ("retweet.json", "repost"),
+    ],
+)
+def test_activity_without_messages_is_kept_and_ignored(
+    client, x_channel, django_capture_on_commit_callbacks, name, reason
+):
+    response = deliver(client, x_channel, fixture_bytes("x", name), django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200
+    event = InboundEvent.objects.get()
+    assert event.status == InboundEvent.Status.IGNORED
+    assert reason in event.error
+    assert Message.objects.count() == 0 and Customer.objects.count() == 0
+
+
+def test_events_for_another_account_are_ignored(client, x_channel, django_capture_on_commit_callbacks):
+    deliver(client, x_channel, body_of("mention.json", for_user_id="999"), django_capture_on_commit_callbacks)
+
+    event = InboundEvent.objects.get()
+    assert event.status == InboundEvent.Status.IGNORED and "999" in event.error
+    assert Message.objects.count() == 0
+
+
+def test_dm_with_case_reference_from_a_new_identity_lands_on_that_case(
+    client, x_channel, django_capture_on_commit_callbacks, media_root
+):
+    deliver(client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks)
+    case = Case.objects.get()
+    payload = fixture_json("x", "dm_media.json")
+    payload["direct_message_events"][0]["message_create"]["message_data"]["text"] = (
+        f"Rosa's partner here, about {case.reference.lower()}: photo of the bill"
+    )
+
+    deliver(client, x_channel, json.dumps(payload).encode(), django_capture_on_commit_callbacks)
+
+    dm = Message.objects.get(kind="dm")
+    assert dm.case == case
+    new_identity = Identity.objects.get(platform_id="6160")
+    assert new_identity.customer == case.customer
+    assert new_identity.link_source == Identity.LinkSource.VERIFIED
+    assert Customer.objects.count() == 1
+    attachment = dm.attachments.get()
+    assert attachment.external_url.endswith("/bill.jpg") and attachment.content_type == "image/jpeg"
+    assert "linked to customer" in CaseEvent.objects.get(message=dm).reason
+
+
+def test_known_customer_quoting_another_case_reference_is_not_merged(
+    client, x_channel, django_capture_on_commit_callbacks
+):
+    other = factories.CustomerFactory(name="Amy Santiago")
+    factories.IdentityFactory(customer=other, kind="x", platform_id="6160", handle="amy_s")
+    deliver(client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks)
+    case = Case.objects.get()
+    payload = fixture_json("x", "dm_media.json")
+    payload["direct_message_events"][0]["message_create"]["message_data"]["text"] = f"Re {case.reference}"
+    del payload["direct_message_events"][0]["message_create"]["message_data"]["attachment"]
+
+    deliver(client, x_channel, json.dumps(payload).encode(), django_capture_on_commit_callbacks)
+
+    dm = Message.objects.get(kind="dm")
+    assert dm.case == case and dm.identity.customer == other
+    assert Identity.objects.get(platform_id="6160").customer == other
+    assert Customer.objects.filter(merged_into__isnull=False).count() == 0
+    assert "customers kept apart" in CaseEvent.objects.get(message=dm).reason
