@@ -173,9 +173,15 @@ def _id(value: Any, path: str) -> str:
 
 
 def _when(value: Any, path: str) -> datetime:
-    """A Unix time in seconds or milliseconds (Messenger uses both), as an aware datetime."""
+    """A Unix time in seconds or milliseconds (Messenger uses both), or a Graph API
+    ISO 8601 time (``2024-06-13T12:16:40+0000``), as an aware datetime."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
+    elif isinstance(value, str):
+        try:
+            return datetime.strptime(value.strip(), "%Y-%m-%dT%H:%M:%S%z")
+        except ValueError:
+            raise ParseError(f"{path} is not a Unix timestamp or an ISO 8601 time.") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ParseError(f"{path} is missing or not a Unix timestamp.")
     seconds = value / 1000 if value > 100_000_000_000 else value
@@ -320,8 +326,7 @@ def _read_dm(reader: _Reader, event: dict, path: str, platform: str) -> None:
     sent_at = _when(event.get("timestamp"), f"{path}.timestamp")
     text = _text(message.get("text"), f"{path}.message.text")
     attachments, notes = _messenger_attachments(message, f"{path}.message.attachments")
-    if not text:
-        text = "\n".join(notes)
+    text = "\n".join(part for part in (text, *notes) if part)
     reply_to = ""
     if message.get("reply_to") is not None:
         reply_to = _opt_id(

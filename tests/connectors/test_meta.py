@@ -136,6 +136,24 @@ def test_messenger_attachments_and_location():
     assert message.text == "Location: 52.3702, 4.8952"
 
 
+def test_messenger_text_and_location_are_kept_together():
+    body = fixture_json("messenger_attachments.json")
+    _message(body)["message"]["text"] = "I am here"
+
+    [message] = parse_body(body, "facebook").messages
+
+    assert message.text == "I am here\nLocation: 52.3702, 4.8952"
+
+
+def test_feed_comment_time_may_be_an_iso_time():
+    body = fixture_json("page_feed_comment.json")
+    body["entry"][0]["changes"][0]["value"]["created_time"] = "2024-06-13T14:16:40+0200"
+
+    [message] = parse_body(body, "facebook").messages
+
+    assert message.sent_at == at("2024-06-13T12:16:40")
+
+
 def test_messenger_echo_is_marked_with_its_recipient():
     [message] = parse_fixture("messenger_echo.json", "facebook").messages
 
