@@ -63,7 +63,7 @@ from channels_app.publish import publish_on_commit
 from connectors.base import DeliveryUpdate, InboundMessage
 from customers.models import Identity
 from customers.selectors import identity_find
-from customers.services import identity_resolve
+from customers.services import identity_refresh, identity_resolve
 
 from . import services
 from .errors import ServiceError
@@ -98,7 +98,6 @@ class _Found:
     parent: Message | None = None
 
 
-@transaction.atomic
 def ingest(*, channel, inbound: InboundMessage) -> Message | None:
     """Store ``inbound`` as a Message on the case it belongs to; return it (None for an
     echo that belongs to no case we know).
@@ -110,6 +109,11 @@ def ingest(*, channel, inbound: InboundMessage) -> Message | None:
     inbound value that cannot be stored.
     """
     _validate(inbound)
+    with transaction.atomic(savepoint=False):
+        return _ingest(channel, inbound)
+
+
+def _ingest(channel, inbound: InboundMessage) -> Message | None:
     existing = _existing(channel, inbound.external_id)
     if existing is not None:
         if inbound.is_echo:
@@ -192,17 +196,23 @@ def _ingest_inbound(channel, inbound: InboundMessage) -> Message:
     link_to = None
     if known is None and found is not None and found.rule in ("reply", "reference") and not inbound.is_public:
         link_to = found.case.customer
-    identity, created = identity_resolve(
-        kind=inbound.platform,
-        platform_id=inbound.author_id,
-        handle=inbound.author_handle,
-        display_name=inbound.author_name,
-        follower_count=inbound.author_follower_count,
-        verified=inbound.author_verified,
-        profile=inbound.author_profile,
-        customer=link_to,
-        link_source=Identity.LinkSource.VERIFIED,
-    )
+    profile = {
+        "handle": inbound.author_handle,
+        "display_name": inbound.author_name,
+        "follower_count": inbound.author_follower_count,
+        "verified": inbound.author_verified,
+        "profile": inbound.author_profile,
+    }
+    if known is not None:
+        identity, created = identity_refresh(identity=known, **profile), False
+    else:
+        identity, created = identity_resolve(
+            kind=inbound.platform,
+            platform_id=inbound.author_id,
+            customer=link_to,
+            link_source=Identity.LinkSource.VERIFIED,
+            **profile,
+        )
     if created and link_to is not None:
         notes.append(
             f"New {_label(identity)} linked to customer #{link_to.pk} (verified: wrote privately "

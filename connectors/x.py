@@ -132,7 +132,7 @@ def _parse_account_activity(payload: dict, channel) -> ParseResult:
     own = channel.account_id or for_user_id
     result = ParseResult()
     skipped: list[str] = []
-    users = payload.get("users") or {}
+    users = payload.get("users", {})
     if not isinstance(users, dict):
         raise ParseError("users is not an object.")
 
@@ -154,13 +154,14 @@ def _parse_account_activity(payload: dict, channel) -> ParseResult:
             result.messages.append(message)
 
     present = [key for key in payload if key not in ENVELOPE_KEYS]
+    known = [key for key in present if key in IGNORED_EVENTS or key in MESSAGE_EVENTS]
+    if not known and not (for_user_id and any(key.endswith("_events") for key in present)):
+        raise ParseError(f"Not an Account Activity event: no event key among {sorted(payload) or 'nothing'}.")
     for key in present:
         if key in IGNORED_EVENTS:
             skipped.append(IGNORED_EVENTS[key])
         elif key not in MESSAGE_EVENTS:
             skipped.append(f"unhandled event type {key}")
-    if not present:
-        raise ParseError(f"Not an Account Activity event: no event key among {sorted(payload) or 'nothing'}.")
     if not result.messages:
         what = ", ".join(dict.fromkeys(skipped)) or "empty " + ", ".join(present)
         result.ignored_reason = f"Nothing to ingest: {what}."

@@ -20,7 +20,7 @@ from .identifiers import normalize_platform_id
 from .models import Customer, Identity
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def identity_resolve(
     *,
     kind: str,
@@ -36,12 +36,11 @@ def identity_resolve(
     """The Identity for ``kind`` + ``platform_id``, created on first sight; ``(identity, created)``.
 
     A known identity keeps its customer (``customer`` is only used for a new one) and
-    gets the profile the platform reports now: handle, display name, follower count,
-    verified flag and extra profile keys (blank values leave what we had). A new
-    identity belongs to ``customer`` or to a new Customer named after it. Two
-    concurrent first messages from one person create one identity and one customer:
-    the loser of the insert race reads the winner's row. Raises ``ValidationError``
-    for an id that cannot be normalised.
+    is refreshed with ``identity_refresh``. A new identity belongs to ``customer`` or
+    to a new Customer named after it. Two concurrent first messages from one person
+    create one identity and one customer: the loser of the insert race rolls back its
+    savepoint and reads the winner's row. Raises ``ValidationError`` for an id that
+    cannot be normalised.
     """
     canonical = normalize_platform_id(kind, platform_id)
     identity = Identity.objects.select_related("customer").filter(kind=kind, platform_id=canonical).first()
@@ -63,7 +62,29 @@ def identity_resolve(
             return identity, True
         except IntegrityError:
             identity = Identity.objects.select_related("customer").get(kind=kind, platform_id=canonical)
+    identity = identity_refresh(
+        identity=identity,
+        handle=handle,
+        display_name=display_name,
+        follower_count=follower_count,
+        verified=verified,
+        profile=profile,
+    )
+    return identity, False
 
+
+def identity_refresh(
+    *,
+    identity: Identity,
+    handle: str = "",
+    display_name: str = "",
+    follower_count: int | None = None,
+    verified: bool | None = None,
+    profile: dict | None = None,
+) -> Identity:
+    """Store what the platform reports about ``identity`` now: handle, display name, follower
+    count, verified flag and extra profile keys. Blank or unknown values never erase what we
+    know. One UPDATE of the changed columns, none when nothing changed."""
     changed = []
     for field, value in (("handle", handle[:255]), ("display_name", display_name[:255])):
         if value and getattr(identity, field) != value:
@@ -82,7 +103,7 @@ def identity_resolve(
             changed.append("profile")
     if changed:
         identity.save(update_fields=[*changed, "updated_at"])
-    return identity, False
+    return identity
 
 
 @transaction.atomic
