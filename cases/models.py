@@ -73,6 +73,12 @@ class EscalationPath(models.Model):
     priority_threshold = models.CharField(max_length=16, blank=True)
     category = models.CharField(max_length=32, blank=True)
     is_active = models.BooleanField(default=True)
+    # The breach ladder (trigger=sla_breach only): minutes after a case's promise broke at
+    # which the SLA sweep warns the assignee, notifies the department's supervisors, and
+    # escalates along this path. Empty skips that step.
+    warn_after_minutes = models.PositiveIntegerField(null=True, blank=True, default=0)
+    notify_after_minutes = models.PositiveIntegerField(null=True, blank=True, default=15)
+    escalate_after_minutes = models.PositiveIntegerField(null=True, blank=True, default=30)
 
     class Meta:
         ordering = ["from_department", "order"]
@@ -189,6 +195,12 @@ class Case(models.Model):
         BREACHED = "breached", "Breached"
         PAUSED = "paused", "Paused"
 
+    class BreachStep(models.IntegerChoices):
+        NONE = 0, "No step taken"
+        WARNED = 1, "Assignee warned"
+        SUPERVISORS_NOTIFIED = 2, "Supervisors notified"
+        ESCALATED = 3, "Escalated"
+
     OPEN_STATUSES = (Status.NEW, Status.OPEN, Status.WAITING_ON_CUSTOMER, Status.MONITORING)
     PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
 
@@ -236,6 +248,18 @@ class Case(models.Model):
     # When the earliest deadline becomes "at risk" (a share of its target used).
     at_risk_at = models.DateTimeField(null=True, blank=True)
     sla_state = models.CharField(max_length=16, choices=SlaState.choices, default=SlaState.NONE)
+    # When the running response clock (first or next) turns at risk, fixed when the clock
+    # starts: the promise's at-risk share of its target, counted in working time.
+    response_risk_at = models.DateTimeField(null=True, blank=True)
+    # The same for the resolution clock.
+    resolution_risk_at = models.DateTimeField(null=True, blank=True)
+    # Working seconds left on the resolution clock while it is paused (waiting on the
+    # customer, monitoring, resolved, closed). Resuming recomputes resolution_due_at
+    # from it. Null when the clock is running or was never started.
+    resolution_remaining_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # How far the breach ladder went for the current breach; back to NONE when the
+    # case's clocks are no longer breached.
+    breach_step = models.PositiveSmallIntegerField(choices=BreachStep.choices, default=BreachStep.NONE)
 
     class Meta:
         ordering = ["due_at", "-created_at"]
@@ -266,6 +290,12 @@ class Case(models.Model):
                 fields=["due_at"],
                 name="case_sla_breach_sweep_idx",
                 condition=models.Q(status__in=["new", "open"], sla_state__in=["ok", "at_risk"]),
+            ),
+            # The breach ladder: breached cases of a department whose next step may be due.
+            models.Index(
+                fields=["department", "due_at"],
+                name="case_sla_ladder_idx",
+                condition=models.Q(status__in=["new", "open"], sla_state="breached", breach_step__lt=3),
             ),
             # Ingest: the customer's most recent case (reopen window).
             models.Index(fields=["customer", "-last_inbound_at"], name="case_customer_recent_idx"),
@@ -377,6 +407,12 @@ class Message(models.Model):
             models.Index(
                 fields=["external_id"], name="message_external_id_idx", condition=~models.Q(external_id="")
             ),
+            # Surge detection: a channel's customer messages per time window.
+            models.Index(
+                fields=["channel", "sent_at"],
+                name="message_channel_inbound_idx",
+                condition=models.Q(direction="in"),
+            ),
             # The outbox sweep: messages still waiting to be sent.
             models.Index(
                 fields=["created_at"], name="message_outbox_idx", condition=models.Q(delivery_state="queued")
@@ -426,6 +462,7 @@ class CaseEvent(models.Model):
         TRANSFERRED = "transferred", "Transferred"
         ESCALATED = "escalated", "Escalated"
         HANDED_BACK = "handed_back", "Handed back"
+        ACCEPTED = "accepted", "Hand-over accepted"
         STATUS = "status", "Status changed"
         PRIORITY = "priority", "Priority changed"
         CATEGORY = "category", "Category changed"
@@ -455,3 +492,97 @@ class CaseEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case_id} {self.kind} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+def default_intent_keywords() -> dict[str, list[str]]:
+    """Phrases triage looks for, per intent; admins edit the list on TriageSettings."""
+    return {
+        "cancel": ["cancel", "cancelling", "canceling", "close my account", "switching to", "unsubscribe"],
+        "refund": ["refund", "money back", "chargeback", "charged twice", "overcharged", "compensation"],
+        "outage": ["outage", "is down", "are down", "went down", "not working", "no service", "no signal"],
+        "legal": ["lawyer", "solicitor", "legal action", "sue", "court", "ombudsman", "trading standards"],
+        "safety": ["fire", "smoke", "sparks", "injured", "injury", "unsafe", "dangerous", "electric shock"],
+    }
+
+
+def default_monitor_categories() -> list[str]:
+    return ["rant", "praise"]
+
+
+class TriageSettings(models.Model):
+    """How triage scores customer messages and which ones it sends to monitoring.
+
+    The row with the lowest id is used; without any row the field defaults apply, so
+    a fresh install triages sensibly before an admin changes anything.
+    """
+
+    # {"refund": ["refund", "money back"], ...}: whole-word, case-insensitive phrases.
+    intent_keywords = models.JSONField(default=default_intent_keywords, blank=True)
+    # Categories that go to monitoring instead of the answer queue when the author's reach is low.
+    monitor_categories = models.JSONField(default=default_monitor_categories, blank=True)
+    # "Low reach": fewer followers than this, not verified, not a VIP customer.
+    monitor_max_followers = models.PositiveIntegerField(default=1000)
+    # A case in monitoring with no customer message for this many days is closed.
+    monitor_quiet_days = models.PositiveSmallIntegerField(default=7)
+    # Customer messages in this many days before this one count as repeat contact.
+    repeat_window_days = models.PositiveSmallIntegerField(default=3)
+    # Surge: customer messages on a channel in one window, against the mean of the
+    # windows of the baseline period before it.
+    surge_window_minutes = models.PositiveSmallIntegerField(default=5)
+    surge_baseline_hours = models.PositiveSmallIntegerField(default=24)
+    surge_factor = models.DecimalField(max_digits=4, decimal_places=1, default=4)
+    surge_min_mentions = models.PositiveIntegerField(default=20)
+
+    class Meta:
+        verbose_name = "triage settings"
+        verbose_name_plural = "triage settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(surge_window_minutes__gt=0, surge_baseline_hours__gt=0, surge_factor__gt=0),
+                name="triagesettings_surge_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Triage settings"
+
+    @classmethod
+    def current(cls) -> TriageSettings:
+        """The settings in force: the saved row, or the defaults when there is none."""
+        return cls.objects.order_by("id").first() or cls()
+
+
+class Incident(models.Model):
+    """A surge of customer messages on one channel: many people writing about one thing at once.
+
+    Cases found in the surge are linked here; each stays its own case. A channel has at
+    most one open incident, so a long burst extends it instead of opening more.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    channel = models.ForeignKey("connectors.Channel", on_delete=models.PROTECT, related_name="incidents")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    title = models.CharField(max_length=255, blank=True)
+    # The window that set it off, its message count and the baseline it beat.
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    mention_count = models.PositiveIntegerField()
+    baseline = models.FloatField()
+    cases = models.ManyToManyField(Case, blank=True, related_name="incidents")
+    detected_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel"], condition=models.Q(status="open"), name="incident_one_open_per_channel"
+            ),
+            models.CheckConstraint(condition=models.Q(status__in=["open", "closed"]), name="incident_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Incident on {self.channel} at {self.window_start:%Y-%m-%d %H:%M}"

@@ -1,0 +1,13 @@
+"""Celery tasks of the cases app: thin wrappers around services, scheduled in cases/schedule.py."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import sla
+
+
+@shared_task(ignore_result=True)
+def sla_sweep() -> dict:
+    result = sla.sla_sweep()
+    return {"at_risk": result.at_risk, "breached": result.breached, **result.ladder}
