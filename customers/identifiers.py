@@ -14,13 +14,16 @@ from django.core.validators import validate_email
 PHONE_KINDS = frozenset({"phone", "whatsapp"})
 
 
-def normalize_phone(raw: str, *, region: str | None = None) -> str:
-    """Return ``raw`` in E.164 form or raise ``ValidationError`` naming the problem."""
+def normalize_phone(raw: str, *, region: str | None = None, international: bool = False) -> str:
+    """Return ``raw`` in E.164 form or raise ``ValidationError`` naming the problem.
+
+    ``international`` says the digits already start with the country code even without
+    a plus (WhatsApp ids); otherwise a number without one is read in ``region``.
+    """
     value = (raw or "").strip()
     if value.startswith("whatsapp:"):  # Twilio's WhatsApp addressing
         value = value.removeprefix("whatsapp:")
-    if value and value[0].isdigit() and len(value) > 10 and not value.startswith("0"):
-        # WhatsApp ids and many webhooks give the country code without the plus.
+    if international and value[:1].isdigit():
         value = "+" + value
     try:
         number = phonenumbers.parse(value, region or settings.DEFAULT_PHONE_REGION)
@@ -45,7 +48,7 @@ def normalize_platform_id(kind: str, raw: str) -> str:
     if kind == "email":
         return normalize_email(raw)
     if kind in PHONE_KINDS:
-        return normalize_phone(raw)
+        return normalize_phone(raw, international=kind == "whatsapp")
     value = (raw or "").strip()
     if not value:
         raise ValidationError("A platform id is required.", code="required")
