@@ -76,6 +76,8 @@ REFERENCE_RE = re.compile(rf"\bC-([{REFERENCE_ALPHABET}]{{{REFERENCE_LENGTH}}})\
 GLOBAL_ID_PLATFORMS = frozenset({"email"})
 # How many thread keys are looked at (long e-mail threads carry dozens of References).
 MAX_THREAD_KEYS = 50
+# How long after we queued a message its echo may still be matched to it by text.
+ECHO_MATCH_WINDOW = timedelta(days=1)
 INBOUND_KINDS = frozenset(Message.Kind.values) - {Message.Kind.NOTE}
 # Delivery states only move forward; a failure can always be reported, and a later
 # "sent" (a retry that worked, an echo) clears it.
@@ -358,6 +360,7 @@ def _ingest_echo(channel, inbound: InboundMessage) -> Message | None:
                 external_id="",
                 identity=recipient,
                 text=inbound.text,
+                created_at__gte=timezone.now() - ECHO_MATCH_WINDOW,
             )
             .order_by("-id")
             .first()

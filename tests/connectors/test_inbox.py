@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 
 import pytest
 from django.core.management import call_command
@@ -477,3 +478,32 @@ def test_known_customer_quoting_another_case_reference_is_not_merged(
     assert Identity.objects.get(platform_id="6160").customer == other
     assert Customer.objects.filter(merged_into__isnull=False).count() == 0
     assert "customers kept apart" in CaseEvent.objects.get(message=dm).reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_skips_an_event_another_worker_holds(x_channel):
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL")
+    event, _ = inbox.inbound_event_store(
+        channel=x_channel, delivery_id="held", body=fixture_bytes("x", "mention.json"), enqueue=False
+    )
+    outcome = {}
+
+    def second_worker():
+        try:
+            outcome["result"] = inbox.inbound_event_process(event_id=event.pk)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        InboundEvent.objects.select_for_update().get(pk=event.pk)  # the first worker is on it
+        thread = threading.Thread(target=second_worker)
+        thread.start()
+        thread.join(timeout=10)
+
+    assert not thread.is_alive() and outcome["result"] is None
+    event.refresh_from_db()
+    assert event.status == InboundEvent.Status.PENDING and Message.objects.count() == 0
+    assert inbox.inbound_event_process(event_id=event.pk).status == InboundEvent.Status.PROCESSED
