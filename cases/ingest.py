@@ -15,7 +15,9 @@ Which case, in this order (the first rule that finds a case wins):
    for e-mail on any channel (Message-IDs are global), and that message's case.
 2. Thread keys: a message on this channel whose thread key or platform id is one of
    the inbound ``thread_keys`` (most specific first). E-mail matches platform ids on
-   any channel, so a reply known only through ``References`` still threads.
+   any channel, so a reply known only through ``References`` still threads. A public
+   message (a comment under a page post, a quote) matches only its own customer's
+   cases: everyone commenting under one post shares the post's thread key.
 3. Case reference token (``C-7Q4K2``, any case of letters) in the subject or text:
    that case, whoever its customer is.
 4. The author's customer's most recent case that is open, or was resolved or closed
@@ -193,7 +195,7 @@ def delivery_update_apply(*, channel, update: DeliveryUpdate) -> Message | None:
 
 def _ingest_inbound(channel, inbound: InboundMessage) -> Message:
     known = identity_find(kind=inbound.platform, platform_id=inbound.author_id)
-    found = _thread(channel, inbound)
+    found = _thread(channel, inbound, author_customer_id=known.customer_id if known else None)
     notes: list[str] = []
     link_to = None
     if known is None and found is not None and found.rule in ("reply", "reference") and not inbound.is_public:
@@ -267,7 +269,7 @@ def _ingest_inbound(channel, inbound: InboundMessage) -> Message:
     return message
 
 
-def _thread(channel, inbound: InboundMessage) -> _Found | None:
+def _thread(channel, inbound: InboundMessage, *, author_customer_id: int | None) -> _Found | None:
     """Rules 1-3 of the module docstring: the case this message continues, if any."""
     global_ids = inbound.platform in GLOBAL_ID_PLATFORMS
     if inbound.reply_to_external_id:
@@ -279,11 +281,12 @@ def _thread(channel, inbound: InboundMessage) -> _Found | None:
     if keys:
         match = Q(channel=channel, thread_key__in=keys)
         match |= Q(external_id__in=keys) if global_ids else Q(channel=channel, external_id__in=keys)
-        rows = (
-            Message.objects.filter(match)
-            .order_by("-id")
-            .values_list("case_id", "thread_key", "external_id")[:200]
-        )
+        candidates = Message.objects.filter(match)
+        if inbound.is_public:
+            # Everyone's comments under one public post share its thread key: a public
+            # message continues only its own author's thread (see rule 2).
+            candidates = candidates.filter(case__customer_id=author_customer_id)
+        rows = candidates.order_by("-id").values_list("case_id", "thread_key", "external_id")[:200]
         rank = {key: i for i, key in enumerate(keys)}
         best = None
         for case_id, thread_key, external_id in rows:

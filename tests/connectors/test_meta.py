@@ -1428,11 +1428,6 @@ def test_comment_thread_on_a_page_post_is_one_case(
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="cases.ingest rule 2 matches a post id thread key across customers: every commenter "
-    "on one page post lands on the first commenter's case",
-)
 def test_two_customers_commenting_on_one_post_get_two_cases(
     client, meta_channels, meta_secrets, django_capture_on_commit_callbacks
 ):
