@@ -1,0 +1,127 @@
+"""Template helpers of the agent desk: labels, countdowns, durations, safe e-mail HTML."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import nh3
+from django import template
+from django.utils.safestring import mark_safe
+
+from cases import permissions, selectors
+from cases.models import Case
+
+register = template.Library()
+
+# Short marks for channel badges; the full name is always printed beside or in a title.
+CHANNEL_MARKS = {"x": "X", "facebook": "f", "instagram": "IG", "whatsapp": "WA", "email": "@", "phone": "☎"}
+CHANNEL_NAMES = {
+    "x": "X",
+    "facebook": "Facebook",
+    "instagram": "Instagram",
+    "whatsapp": "WhatsApp",
+    "email": "E-mail",
+    "phone": "Phone",
+}
+
+
+@register.simple_tag
+def desk_user(user) -> dict:
+    """Role and department names for the top bar (one cached query per request)."""
+    if not (user and user.is_authenticated):
+        return {"role": "", "departments": [], "is_admin": False, "name": ""}
+    return {
+        "role": permissions.role_of(user),
+        "is_admin": permissions.is_admin(user),
+        "departments": selectors.user_departments(user=user),
+        "name": user.get_full_name() or user.email or user.get_username(),
+    }
+
+
+@register.filter
+def channel_mark(kind: str) -> str:
+    return CHANNEL_MARKS.get(kind or "", "·")
+
+
+@register.filter
+def channel_name(kind: str) -> str:
+    return CHANNEL_NAMES.get(kind or "", "Internal")
+
+
+@register.filter
+def iso(value: datetime | None) -> str:
+    """An aware datetime as an ISO 8601 UTC string for ``data-due`` / ``datetime`` attributes."""
+    if value is None:
+        return ""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def span_text(seconds: int) -> str:
+    """A length of time the way agents read it: "2d 3h", "1h 05m", "12m", "4m 09s"."""
+    days, rest = divmod(abs(int(seconds)), 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes >= 5:
+        return f"{minutes}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def countdown_text(due: datetime, now: datetime) -> str:
+    """How long until (or since) ``due``; static/js/desk.js formats exactly the same way."""
+    seconds = int((due - now).total_seconds())
+    return f"{span_text(seconds)} overdue" if seconds < 0 else f"in {span_text(seconds)}"
+
+
+@register.filter
+def countdown(due: datetime | None) -> str:
+    if due is None:
+        return ""
+    return countdown_text(due, datetime.now(UTC))
+
+
+@register.filter
+def is_overdue(due: datetime | None) -> bool:
+    return due is not None and due <= datetime.now(UTC)
+
+
+@register.filter
+def duration(seconds: int | None) -> str:
+    """A call length as mm:ss (h:mm:ss from an hour)."""
+    if seconds is None:
+        return ""
+    hours, rest = divmod(int(seconds), 3_600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+@register.filter
+def duration_span(seconds: int | None) -> str:
+    """Working time left on a paused clock ("5h 10m")."""
+    return "" if seconds is None else span_text(seconds)
+
+
+@register.filter
+def clean_html(html: str) -> str:
+    """E-mail HTML, sanitized again at render time so nothing unsanitized is ever marked safe."""
+    if not html:
+        return ""
+    cleaned = nh3.clean(
+        html, link_rel="noopener noreferrer nofollow", url_schemes={"http", "https", "mailto"}
+    )
+    return mark_safe(cleaned)  # only ever nh3 output
+
+
+@register.filter
+def sla_class(case: Case) -> str:
+    return f"sla-{case.sla_state}" if case.sla_state else "sla-none"
+
+
+@register.filter
+def person(user) -> str:
+    if user is None:
+        return ""
+    return user.get_full_name() or user.email or user.get_username()
