@@ -12,22 +12,26 @@ import secrets
 import socket
 import time
 from contextlib import contextmanager
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from django.core import mail as django_mail
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
 from django.test import RequestFactory
 from django.test.client import BOUNDARY, encode_multipart
 
 from cases import services
 from cases.models import Case, Message
-from connectors import email
+from connectors import email, imap
 from connectors.base import ParseError, SendError, SignatureError
 from connectors.models import InboundEvent
 from customers.models import Identity
 from tests.factories import ChannelFactory, CustomerFactory, IdentityFactory, ServicePromiseFactory
+
+from .fake_imap import FakeIMAP
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
 CORPUS = Path("/work/shared/corpus/email")
@@ -608,3 +612,161 @@ def test_customer_answer_to_our_reply_threads_by_its_headers(
     assert reply.case == case
     assert reply.reply_to == ours
     assert Case.objects.count() == 1
+
+
+# --- the IMAP poller (a real IMAP4rev1 conversation with tests/connectors/fake_imap.py) ----
+
+IMAP_ENV = {
+    "imap_host": "CASELINE_TEST_IMAP_HOST",
+    "imap_user": "CASELINE_TEST_IMAP_USER",
+    "imap_password": "CASELINE_TEST_IMAP_PASSWORD",
+}
+IMAP_USER, IMAP_PASSWORD = ADDRESS, 'pa ss"word-not-real'
+
+
+@pytest.fixture
+def mailbox(monkeypatch, mail_channel):
+    """A fake IMAP server holding the channel's mailbox; the channel names it in its secrets."""
+    with FakeIMAP(IMAP_USER, IMAP_PASSWORD) as server:
+        monkeypatch.setenv(IMAP_ENV["imap_host"], f"imap://127.0.0.1:{server.port}")
+        monkeypatch.setenv(IMAP_ENV["imap_user"], IMAP_USER)
+        monkeypatch.setenv(IMAP_ENV["imap_password"], IMAP_PASSWORD)
+        mail_channel.secret_env = {**SECRET_ENV, **IMAP_ENV}
+        mail_channel.save(update_fields=["secret_env"])
+        yield server
+
+
+@pytest.fixture
+def poll(mail_channel, django_capture_on_commit_callbacks):
+    """Run one poll of the channel; stored events are processed after their commits."""
+
+    def run():
+        with django_capture_on_commit_callbacks(execute=True):
+            return imap.mailbox_poll(channel=mail_channel)
+
+    return run
+
+
+def test_poll_stores_unseen_mail_then_flags_it_seen(mailbox, poll, mail_channel):
+    first = mailbox.add(fixture("latin1_qp.eml"))
+    mailbox.add(fixture("outlook_reply.eml"), seen=True)  # read by someone already: left alone
+    mailbox.add(fixture("auto_reply.eml"))
+
+    result = poll()
+
+    assert (result.unseen, result.stored, result.duplicates, result.error) == (2, 2, 0, "")
+    assert mailbox.unseen() == []
+    events = {e.delivery_id: e for e in InboundEvent.objects.filter(channel=mail_channel)}
+    assert set(events) == {"latin1-qp-0001@mail.example.fr", "oof-0015@contoso.example"}
+    assert events["latin1-qp-0001@mail.example.fr"].status == InboundEvent.Status.PROCESSED
+    assert events["oof-0015@contoso.example"].status == InboundEvent.Status.IGNORED
+    assert events["latin1-qp-0001@mail.example.fr"].headers["x-imap-uid"] == str(first)
+    assert Message.objects.get(external_id="latin1-qp-0001@mail.example.fr").text.endswith("Renée")
+    assert not Message.objects.filter(external_id="DB8PR01MB0001.outlook-0011@contoso.example").exists()
+    # Fetched without marking (BODY.PEEK[]), then flagged one by one once stored.
+    assert mailbox.commands[-5:] == ["UID FETCH", "UID STORE", "UID FETCH", "UID STORE", "LOGOUT"]
+
+
+def test_a_second_poll_finds_nothing_new(mailbox, poll):
+    mailbox.add(fixture("latin1_qp.eml"))
+    poll()
+
+    again = poll()
+
+    assert (again.unseen, again.stored) == (0, 0)
+    assert InboundEvent.objects.count() == 1
+
+
+def test_mail_already_received_by_webhook_is_stored_once(mailbox, poll, post_mail, mail_channel):
+    raw = fixture("gmail_reply.eml")
+    assert post_mail(mail_channel, raw).status_code == 200
+    mailbox.add(raw)
+
+    result = poll()
+
+    assert (result.stored, result.duplicates) == (0, 1)
+    assert mailbox.unseen() == []
+    assert InboundEvent.objects.count() == 1
+    assert Message.objects.filter(external_id="CAF=gmail-reply-0013@mail.gmail.example").count() == 1
+
+
+def test_a_mail_that_could_not_be_stored_stays_unseen(mailbox, poll, monkeypatch):
+    from django.db import OperationalError
+
+    mailbox.add(fixture("latin1_qp.eml"))
+
+    def database_down(**kwargs):
+        raise OperationalError("connection lost")
+
+    monkeypatch.setattr(imap, "inbound_event_store", database_down)
+    with pytest.raises(OperationalError):
+        poll()
+    assert len(mailbox.unseen()) == 1
+
+    monkeypatch.undo()
+    assert poll().stored == 1
+    assert mailbox.unseen() == []
+
+
+def test_wrong_password_is_reported_and_stores_nothing(mailbox, poll, monkeypatch):
+    monkeypatch.setenv(IMAP_ENV["imap_password"], "wrong")
+    mailbox.add(fixture("latin1_qp.eml"))
+
+    result = poll()
+
+    assert "LOGIN" in result.error
+    assert not InboundEvent.objects.exists()
+    assert len(mailbox.unseen()) == 1
+
+
+def test_unreachable_server_is_reported(mail_channel, monkeypatch, poll):
+    monkeypatch.setenv(IMAP_ENV["imap_host"], f"imap://127.0.0.1:{free_port()}")
+    monkeypatch.setenv(IMAP_ENV["imap_user"], IMAP_USER)
+    monkeypatch.setenv(IMAP_ENV["imap_password"], IMAP_PASSWORD)
+    mail_channel.secret_env = {**SECRET_ENV, **IMAP_ENV}
+    mail_channel.save(update_fields=["secret_env"])
+
+    assert "ConnectionRefusedError" in poll().error
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("imap.example.com", ("imaps", "imap.example.com", 993)),
+        ("imap.example.com:1993", ("imaps", "imap.example.com", 1993)),
+        ("imap+starttls://mail.example.com", ("imap+starttls", "mail.example.com", 143)),
+        ("imap://127.0.0.1:1143", ("imap", "127.0.0.1", 1143)),
+    ],
+)
+def test_mailbox_address_forms(monkeypatch, value, expected):
+    for role, var in IMAP_ENV.items():
+        monkeypatch.setenv(var, value if role == "imap_host" else "x")
+    box = imap.mailbox_for(build_channel(secret_env=IMAP_ENV))
+
+    assert (box.scheme, box.host, box.port) == expected
+    assert box.folder == "INBOX"
+
+
+def test_poll_command_reports_each_channel(
+    mailbox, mail_channel, department, django_capture_on_commit_callbacks
+):
+    ChannelFactory(kind="email", slug="no-imap", department=department, account_id="sales@caseline.example")
+    mailbox.add(fixture("latin1_qp.eml"))
+    out = StringIO()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("poll_imap", stdout=out)
+
+    assert out.getvalue().strip() == "support-mail: 1 unseen, 1 stored, 0 already in the inbox"
+    assert Message.objects.filter(external_id="latin1-qp-0001@mail.example.fr").exists()
+
+
+def test_poll_command_fails_for_an_unknown_channel_or_a_broken_mailbox(mailbox, monkeypatch):
+    with pytest.raises(CommandError, match="nope"):
+        call_command("poll_imap", "--channel", "nope", stdout=StringIO())
+
+    monkeypatch.delenv(IMAP_ENV["imap_user"])
+    err = StringIO()
+    with pytest.raises(CommandError, match="support-mail"):
+        call_command("poll_imap", "--channel", "support-mail", stdout=StringIO(), stderr=err)
+    assert "is not set" in err.getvalue()
