@@ -93,7 +93,7 @@ def _check(response: tuple, doing: str):
     status, data = response
     if status != "OK":
         detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-        raise imaplib.IMAP4.error(f"{doing}: {status} {detail}".strip())
+        raise imaplib.IMAP4.error(f"{status} {detail}".strip())
     return data
 
 
@@ -127,15 +127,20 @@ def mailbox_poll(*, channel: Channel, limit: int = MAX_PER_POLL) -> PollResult:
     result = PollResult(channel=channel.slug)
     mailbox = mailbox_for(channel)
     client = None
+    step = f"connect to {mailbox.host}:{mailbox.port}"
     try:
         client = _connect(mailbox)
-        _check(client.login(mailbox.user, mailbox.password), "LOGIN")
-        _check(client.select(_quoted(mailbox.folder)), f"SELECT {mailbox.folder}")
-        found = _check(client.uid("SEARCH", "UNSEEN"), "UID SEARCH UNSEEN")
+        step = "LOGIN"
+        _check(client.login(mailbox.user, mailbox.password), step)
+        step = f"SELECT {mailbox.folder}"
+        _check(client.select(_quoted(mailbox.folder)), step)
+        step = "UID SEARCH UNSEEN"
+        found = _check(client.uid("SEARCH", "UNSEEN"), step)
         uids = [uid.decode("ascii") for uid in (found[0] or b"").split()]
         result.unseen = len(uids)
         for uid in uids[:limit]:
-            raw = _message_bytes(_check(client.uid("FETCH", uid, "(BODY.PEEK[])"), f"UID FETCH {uid}"))
+            step = f"UID FETCH {uid}"
+            raw = _message_bytes(_check(client.uid("FETCH", uid, "(BODY.PEEK[])"), step))
             if raw is None:
                 logger.warning("IMAP %s: message %s came back without a body", channel.slug, uid)
                 continue
@@ -143,10 +148,14 @@ def mailbox_poll(*, channel: Channel, limit: int = MAX_PER_POLL) -> PollResult:
                 result.stored += 1
             else:
                 result.duplicates += 1
-            _check(client.uid("STORE", uid, "+FLAGS", "(\\Seen)"), f"UID STORE {uid}")
+            step = f"UID STORE {uid}"
+            _check(client.uid("STORE", uid, "+FLAGS", "(\\Seen)"), step)
     except (imaplib.IMAP4.error, OSError) as exc:
-        result.error = f"{exc.__class__.__name__}: {exc}"
-        logger.warning("IMAP poll of %s failed: %s", channel.slug, result.error)
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        result.error = f"{step} failed: {exc.__class__.__name__}: {detail}"
+        logger.warning("IMAP poll of %s: %s", channel.slug, result.error)
     finally:
         if client is not None:
             with contextlib.suppress(imaplib.IMAP4.error, OSError):
