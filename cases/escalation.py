@@ -336,7 +336,7 @@ def _ladder_paths() -> dict[int, EscalationPath]:
     return paths
 
 
-def _breached(department_id: int, *, below: int, due_by: datetime) -> QuerySet[Case]:
+def ladder_candidates(department_id: int, *, below: int, due_by: datetime) -> QuerySet[Case]:
     """Breached running cases of a department not yet at ladder step ``below``, due by ``due_by``.
 
     Matches the partial index ``case_sla_ladder_idx``.
@@ -353,7 +353,8 @@ def _breached(department_id: int, *, below: int, due_by: datetime) -> QuerySet[C
 @transaction.atomic
 def _ladder_step(department_id: int, *, step: int, label: str, due_by: datetime) -> int:
     rows = list(
-        _breached(department_id, below=step, due_by=due_by)
+        ladder_candidates(department_id, below=step, due_by=due_by)
+        .order_by()
         .select_for_update(skip_locked=True)
         .values("id", "reference", "assignee_id", "breach_step", "due_at")
     )
@@ -392,7 +393,7 @@ def _ladder_step(department_id: int, *, step: int, label: str, due_by: datetime)
 def _escalate_breached(case_id: int, path: EscalationPath, due_by: datetime) -> bool:
     with transaction.atomic():
         case = (
-            _breached(path.from_department_id, below=Case.BreachStep.ESCALATED, due_by=due_by)
+            ladder_candidates(path.from_department_id, below=Case.BreachStep.ESCALATED, due_by=due_by)
             .select_for_update(skip_locked=True)
             .filter(pk=case_id)
             .first()
@@ -431,7 +432,7 @@ def breach_ladder_run(*, now: datetime) -> dict[str, int]:
             continue
         due_by = now - timedelta(minutes=path.escalate_after_minutes)
         candidates = list(
-            _breached(department_id, below=Case.BreachStep.ESCALATED, due_by=due_by)
+            ladder_candidates(department_id, below=Case.BreachStep.ESCALATED, due_by=due_by)
             .order_by("due_at")
             .values_list("id", flat=True)[:budget]
         )

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from time import perf_counter
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -452,6 +453,9 @@ class SweepResult:
     at_risk: int = 0
     breached: int = 0
     ladder: dict[str, int] = field(default_factory=dict)
+    # Wall time of the marking (both UPDATEs with their events) and of the breach ladder.
+    mark_seconds: float = 0.0
+    ladder_seconds: float = 0.0
 
 
 SWEEP_COLUMNS = (
@@ -480,7 +484,7 @@ def _mark(candidates: QuerySet[Case], *, state: str, now: datetime) -> list[dict
     Rows a service holds (an agent replying this instant) are skipped, so the sweep never
     waits on a person; the next sweep sees them again if they still qualify.
     """
-    rows = list(candidates.select_for_update(skip_locked=True).values(*SWEEP_COLUMNS))
+    rows = list(candidates.order_by().select_for_update(skip_locked=True).values(*SWEEP_COLUMNS))
     changes: dict = {"sla_state": state, "updated_at": now}
     if state == Case.SlaState.BREACHED:
         changes["breach_step"] = Case.BreachStep.NONE
@@ -524,6 +528,20 @@ def publish_sla_changes(rows: list[dict], *, state: str, supervisors: bool = Fal
             )
 
 
+def at_risk_candidates(now: datetime) -> QuerySet[Case]:
+    """Running clocks whose at-risk moment has come and whose due time has not (``case_sla_risk_sweep_idx``)."""
+    return Case.objects.filter(
+        status__in=RUNNING_STATUSES, sla_state=Case.SlaState.OK, at_risk_at__lte=now, due_at__gt=now
+    )
+
+
+def breach_candidates(now: datetime) -> QuerySet[Case]:
+    """Running clocks past their due time, not yet marked breached (``case_sla_breach_sweep_idx``)."""
+    return Case.objects.filter(
+        status__in=RUNNING_STATUSES, sla_state__in=[Case.SlaState.OK, Case.SlaState.AT_RISK], due_at__lte=now
+    )
+
+
 def sla_sweep(*, now: datetime | None = None) -> SweepResult:
     """Mark cases at risk and breached, record and announce each change, climb breach ladders.
 
@@ -537,29 +555,18 @@ def sla_sweep(*, now: datetime | None = None) -> SweepResult:
 
     now = now or timezone.now()
     result = SweepResult()
+    started = perf_counter()
     with transaction.atomic():
-        rows = _mark(
-            Case.objects.filter(
-                status__in=RUNNING_STATUSES, sla_state=Case.SlaState.OK, at_risk_at__lte=now, due_at__gt=now
-            ),
-            state=Case.SlaState.AT_RISK,
-            now=now,
-        )
+        rows = _mark(at_risk_candidates(now), state=Case.SlaState.AT_RISK, now=now)
         publish_sla_changes(rows, state=Case.SlaState.AT_RISK)
         result.at_risk = len(rows)
     with transaction.atomic():
-        rows = _mark(
-            Case.objects.filter(
-                status__in=RUNNING_STATUSES,
-                sla_state__in=[Case.SlaState.OK, Case.SlaState.AT_RISK],
-                due_at__lte=now,
-            ),
-            state=Case.SlaState.BREACHED,
-            now=now,
-        )
+        rows = _mark(breach_candidates(now), state=Case.SlaState.BREACHED, now=now)
         publish_sla_changes(rows, state=Case.SlaState.BREACHED, supervisors=True)
         result.breached = len(rows)
+    marked = perf_counter()
     result.ladder = breach_ladder_run(now=now)
+    result.mark_seconds, result.ladder_seconds = marked - started, perf_counter() - marked
     if result.at_risk or result.breached:
         logger.info(
             "SLA sweep: %s at risk, %s breached, ladder %s", result.at_risk, result.breached, result.ladder
