@@ -151,9 +151,9 @@ def mailbox_poll(*, channel: Channel, limit: int = MAX_PER_POLL) -> PollResult:
             step = f"UID STORE {uid}"
             _check(client.uid("STORE", uid, "+FLAGS", "(\\Seen)"), step)
     except (imaplib.IMAP4.error, OSError) as exc:
-        detail = exc.args[0] if exc.args else exc
-        if isinstance(detail, bytes):
-            detail = detail.decode("utf-8", "replace")
+        # imaplib's errors carry the server's bytes; an OSError reads best as str().
+        raw = exc.args[0] if exc.args else b""
+        detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(exc)
         result.error = f"{step} failed: {exc.__class__.__name__}: {detail}"
         logger.warning("IMAP poll of %s: %s", channel.slug, result.error)
     finally:
