@@ -404,6 +404,8 @@ def _ingest_echo(channel, inbound: InboundMessage) -> Message | None:
         subject=inbound.subject,
         html=inbound.html,
         sent_at=inbound.sent_at,
+        call_duration=inbound.call_duration,
+        recording_url=inbound.recording_url[:500],
         delivery_state=Message.Delivery.SENT,
     )
 

@@ -282,6 +282,7 @@ def test_a_call_we_placed_is_recorded_as_outbound_on_the_customers_case(post_cal
     assert call.direction == Message.Direction.OUT
     assert call.kind == Message.Kind.CALL
     assert call.text == f"Call to {CUSTOMER}"
+    assert call.call_duration == 64  # the length of a call we placed is kept too
 
 
 def test_unsigned_or_forged_calls_get_403_and_store_nothing(post_call, phone_channel):
