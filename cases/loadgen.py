@@ -17,7 +17,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -122,6 +122,7 @@ class _CopyWriter:
     """PostgreSQL: ids reserved from the table's sequence, rows streamed with COPY."""
 
     method = "copy"
+    ids_in_advance = True
 
     def reserve_ids(self, model: type[models.Model], count: int) -> list[int]:
         table = model._meta.db_table
@@ -132,9 +133,7 @@ class _CopyWriter:
             )
             return [row[0] for row in cursor.fetchall()]
 
-    def write(self, table: _Table, rows: list[tuple]) -> list[int] | None:
-        if not rows:
-            return None
+    def write(self, table: _Table, rows: Iterable[tuple]) -> None:
         columns = ", ".join(connection.ops.quote_name(c) for c in table.columns)
         sql = f"COPY {connection.ops.quote_name(table.model._meta.db_table)} ({columns}) FROM STDIN"
         json_positions = table.json_positions
@@ -151,7 +150,6 @@ class _CopyWriter:
                     write_row((*row, *constants))
                 else:
                     write_row(row + constants)
-        return None
 
     def stamp(self, **kwargs) -> None:
         """Timestamps were written as given: nothing to fix."""
@@ -161,6 +159,7 @@ class _OrmWriter:
     """Any database: ``bulk_create``, which returns the new ids on SQLite and PostgreSQL."""
 
     method = "orm"
+    ids_in_advance = False
 
     def __init__(self, batch: int):
         self.batch = batch
@@ -432,6 +431,16 @@ class _Generator:
         case.updated_at = now
         return case, messages
 
+    def message_rows(self, cases_and_ids: Iterable[tuple[tuple[Case, list[tuple]], int]], built: list[Case]):
+        """Each case's message rows with its id filled in; the cases are collected in ``built``."""
+        for (case, messages), case_id in cases_and_ids:
+            case.pk = case_id
+            built.append(case)
+            for row in messages:
+                # External ids are unique per channel: the case id makes them so.
+                external = f"L{case_id}.{row[7]}" if row[7] else ""
+                yield (case_id, *row[1:7], external, *row[8:])
+
     def case_row(self, case: Case) -> tuple:
         return tuple(getattr(case, f.attname) for f in self.case_fields)
 
@@ -481,37 +490,34 @@ def generate_load(
             customers = gen.customers_and_identities(writer, max(1, round(size * CUSTOMERS_PER_CASE)))
             counts["customers"] += len(customers)
             counts["identities"] += sum(len(c[1]) for c in customers)
-            t_customers = time.monotonic()
-            built = []
-            for i in range(size):
-                customer = customers[i] if i < len(customers) else rng.choice(customers)
-                built.append(gen.case(customer))
             t1 = time.monotonic()
-            case_ids = writer.reserve_ids(Case, size)
-            for (case, _), pk in zip(built, case_ids, strict=True):
-                case.pk = pk
-            written = writer.write(case_table, [gen.case_row(case) for case, _ in built])
-            if written is not None:
-                case_ids = written
-            message_rows, event_rows = [], []
-            for case_id, (case, messages) in zip(case_ids, built, strict=True):
-                event_rows.append((case_id, None, CaseEvent.Kind.CREATED,
-                                   {"department": case.department_id, "channel": case.origin_channel_id},
-                                   case.created_at))  # fmt: skip
-                for row in messages:
-                    # External ids are unique per channel: the case id makes them so.
-                    external = f"L{case_id}.{row[7]}" if row[7] else ""
-                    message_rows.append((case_id, *row[1:7], external, *row[8:]))
-            writer.write(gen.messages, message_rows)
-            writer.write(gen.events, event_rows)
-            writer.stamp(case_ids=case_ids)
+            owners = customers + [rng.choice(customers) for _ in range(size - len(customers))]
+            built: list[Case] = []
+            if writer.ids_in_advance:
+                # Messages first, each case built as its messages stream: PostgreSQL works
+                # through one case's rows while the next is generated. The foreign keys
+                # are checked at commit, when the cases are there too.
+                case_ids = writer.reserve_ids(Case, size)
+                cases_built = (gen.case(owner) for owner in owners)
+                writer.write(gen.messages, gen.message_rows(zip(cases_built, case_ids, strict=True), built))
+                writer.write(case_table, [gen.case_row(case) for case in built])
+            else:
+                pairs = [gen.case(owner) for owner in owners]
+                case_ids = writer.write(case_table, [gen.case_row(case) for case, _ in pairs])
+                writer.write(gen.messages, list(gen.message_rows(zip(pairs, case_ids, strict=True), built)))
+            events = [
+                (case.pk, None, CaseEvent.Kind.CREATED,
+                 {"department": case.department_id, "channel": case.origin_channel_id}, case.created_at)
+                for case in built
+            ]  # fmt: skip
+            writer.write(gen.events, events)
+            writer.stamp(case_ids=[case.pk for case in built])
         counts["cases"] += size
-        counts["messages"] += len(message_rows)
-        counts["case events"] += len(event_rows)
+        counts["messages"] += size * messages_per_case
+        counts["case events"] += len(events)
         t2 = time.monotonic()
-        for phase, seconds in (("customers", t_customers - t0), ("build cases", t1 - t_customers),
-                               ("write cases", t2 - t1)):  # fmt: skip
-            timing[phase] = timing.get(phase, 0.0) + seconds
+        timing["customers"] = timing.get("customers", 0.0) + (t1 - t0)
+        timing["cases"] = timing.get("cases", 0.0) + (t2 - t1)
         done += size
         if progress:
             elapsed = time.monotonic() - started
