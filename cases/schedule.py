@@ -12,4 +12,16 @@ CASES_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Look for surges of mentions per channel.
+    "cases-surge-detect": {
+        "task": "cases.tasks.surge_detect",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Close monitored cases that have been quiet for the configured number of days.
+    "cases-monitoring-autoclose": {
+        "task": "cases.tasks.monitoring_autoclose",
+        "schedule": 60.0 * 60,
+        "options": {"expires": 60 * 30},
+    },
 }

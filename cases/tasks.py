@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import sla
+from . import sla, triage
 
 
 @shared_task(ignore_result=True)
 def sla_sweep() -> dict:
     result = sla.sla_sweep()
     return {"at_risk": result.at_risk, "breached": result.breached, **result.ladder}
+
+
+@shared_task(ignore_result=True)
+def surge_detect() -> int:
+    return len(triage.surge_detect())
+
+
+@shared_task(ignore_result=True)
+def monitoring_autoclose() -> int:
+    return triage.monitoring_autoclose()
