@@ -1155,7 +1155,12 @@ def demo_cases_exist() -> bool:
 
 @transaction.atomic
 def seed_demo(*, customers: int = DEMO_CUSTOMERS, cases: int = DEMO_CASES) -> SeedSummary:
-    """Build (or complete) the demo contact centre; running it again changes nothing."""
+    """Build (or complete) the demo contact centre; running it again changes nothing.
+
+    There are always at least the cross-channel conversations and their customers, plus one.
+    """
+    customers = max(customers, DEMO_CROSS_CHANNEL + 1)
+    cases = max(cases, DEMO_CROSS_CHANNEL)
     summary = SeedSummary()
     org = seed_organisation(summary)
     seed_users(org, summary)
