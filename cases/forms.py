@@ -35,11 +35,9 @@ class QueueFilterForm(forms.Form):
     department = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     after = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, departments, **kwargs):
+    def __init__(self, *args, departments, all_label: str = "All my departments", **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["department"].choices = [("", "All my departments")] + [
-            (d.pk, d.name) for d in departments
-        ]
+        self.fields["department"].choices = [("", all_label)] + [(d.pk, d.name) for d in departments]
 
     def clean_after(self) -> selectors.QueueCursor | None:
         raw = self.cleaned_data.get("after") or ""

@@ -23,7 +23,11 @@ from .models import Case
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
     departments = selectors.queue_departments(user=request.user)
-    form = forms.QueueFilterForm(request.GET, departments=departments)
+    form = forms.QueueFilterForm(
+        request.GET,
+        departments=departments,
+        all_label="All departments" if permissions.is_admin(request.user) else "All my departments",
+    )
     form.is_valid()  # invalid filters are dropped and reported; the rest still apply
     data = form.cleaned_data
     view = data.get("view") or ("mine" if selectors.user_has_open_cases(user=request.user) else "department")

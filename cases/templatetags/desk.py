@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 
 import nh3
 from django import template
+from django.utils.formats import date_format
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.timezone import localtime
 
 from cases import permissions, selectors
 from cases.models import Case
@@ -84,11 +87,6 @@ def countdown(due: datetime | None) -> str:
 
 
 @register.filter
-def is_overdue(due: datetime | None) -> bool:
-    return due is not None and due <= datetime.now(UTC)
-
-
-@register.filter
 def duration(seconds: int | None) -> str:
     """A call length as mm:ss (h:mm:ss from an hour)."""
     if seconds is None:
@@ -115,9 +113,38 @@ def clean_html(html: str) -> str:
     return mark_safe(cleaned)  # only ever nh3 output
 
 
-@register.filter
-def sla_class(case: Case) -> str:
-    return f"sla-{case.sla_state}" if case.sla_state else "sla-none"
+@register.simple_tag
+def channel_badge(kind: str) -> str:
+    """A channel's coloured mark and its name (a tag, not an include: queue rows render many)."""
+    return format_html(
+        '<span class="ch ch-{}"><span class="ch-mark" aria-hidden="true">{}</span><span class="ch-name">{}</span></span>',
+        kind or "note",
+        channel_mark(kind),
+        channel_name(kind),
+    )
+
+
+@register.simple_tag
+def sla_badge(case: Case) -> str:
+    return format_html(
+        '<span class="badge sla-{}">{}</span>', case.sla_state or "none", case.get_sla_state_display()
+    )
+
+
+@register.simple_tag
+def countdown_time(due: datetime | None) -> str:
+    """A countdown that desk.js keeps ticking; the server's text is right at render time."""
+    if due is None:
+        return ""
+    now = datetime.now(UTC)
+    return format_html(
+        '<time class="countdown{}" datetime="{}" data-due="{}" title="Due {}">{}</time>',
+        " is-overdue" if due <= now else "",
+        iso(due),
+        iso(due),
+        date_format(localtime(due), "j M Y, H:i"),
+        countdown_text(due, now),
+    )
 
 
 @register.filter

@@ -30,6 +30,7 @@ def test_agent_signs_in_reads_the_queue_and_a_crossed_case(
     # when the agent signs in through the real form
     page.goto(f"{live_server.url}/desk/")
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.screenshot(path=f"{SCREENSHOTS}/caseline-login.png")
     page.get_by_label("E-mail").fill("agent@example.test")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()

@@ -197,6 +197,7 @@ def test_next_page_link_and_a_bad_cursor(desk, channel, settings):
     cursor = first.context["next_cursor"]
     second = desk.get(reverse("desk:queue"), {"view": "department", "after": cursor})
     broken = desk.get(reverse("desk:queue"), {"view": "department", "after": "yesterday"})
+    far = desk.get(reverse("desk:queue"), {"view": "department", "after": "9" * 30 + "_1"})
 
     assert len(refs_on_page(first)) == selectors.QUEUE_PAGE_SIZE
     assert f"after={cursor}" in first.content.decode()
@@ -205,6 +206,8 @@ def test_next_page_link_and_a_bad_cursor(desk, channel, settings):
     assert "First page" in second.content.decode()
     assert any(error.startswith("After:") for error in broken.context["filter_errors"])
     assert refs_on_page(broken) == refs_on_page(first)
+    assert far.status_code == 200
+    assert any(error.startswith("After:") for error in far.context["filter_errors"])
 
 
 def test_row_shows_customer_handle_channel_and_snippet(desk, channels):
