@@ -1,5 +1,6 @@
 """The SLA sweep: set-based marking, one event per change, live events, and the breach ladder."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -365,3 +366,40 @@ def swept_table(customer, department):
 def test_sweep_queries_use_their_partial_indexes(swept_table, department, name, queryset):
     plan = queryset(department.pk).explain()
     assert f"Index Scan using {name}" in plan or f"Bitmap Index Scan on {name}" in plan, plan
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_sweep_skips_a_case_a_service_holds_and_catches_it_next_time(customer, channel):
+    import threading
+
+    from django.db import transaction
+
+    held, other = new_case(customer, channel), new_case(customer, channel)
+    locked, release = threading.Event(), threading.Event()
+
+    def agent_typing():
+        try:
+            with transaction.atomic():
+                Case.objects.select_for_update().get(pk=held.pk)
+                locked.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=agent_typing)
+    worker.start()
+    try:
+        assert locked.wait(timeout=5)
+        started = time.perf_counter()
+        first = sla.sla_sweep(now=START + timedelta(hours=2))
+        waited = time.perf_counter() - started
+    finally:
+        release.set()
+        worker.join(timeout=10)
+
+    assert first.breached == 1 and waited < 5  # did not wait for the lock
+    assert Case.objects.get(pk=other.pk).sla_state == Case.SlaState.BREACHED
+    assert Case.objects.get(pk=held.pk).sla_state == Case.SlaState.OK
+    assert sla.sla_sweep(now=START + timedelta(hours=2, minutes=1)).breached == 1
+    assert Case.objects.get(pk=held.pk).sla_state == Case.SlaState.BREACHED
