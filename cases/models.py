@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 
 # Reference tokens avoid characters agents and customers confuse (0/O, 1/I/L, U/V).
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTWXYZ"
 REFERENCE_LENGTH = 5
+
+
+# The queues sort cases without a running clock after every deadline.
+QUEUE_NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)
+# Statuses the work queues list (monitoring has its own tab, closed cases none).
+QUEUE_WORK_STATUSES = ["new", "open", "waiting_on_customer"]
 
 
 def new_reference() -> str:
@@ -276,10 +285,29 @@ class Case(models.Model):
             ),
         ]
         indexes = [
-            # Department queues: open cases of a department by next due time.
-            models.Index(fields=["department", "status", "due_at"], name="case_dept_queue_idx"),
-            # "My cases": an agent's open cases by next due time.
-            models.Index(fields=["assignee", "status", "due_at"], name="case_assignee_queue_idx"),
+            # The desk queues (cases.selectors.case_queue): cases being worked, by the queue's
+            # sort key (next deadline, no-clock cases last) then newest, for all departments,
+            # one department, and one assignee. The expression must match selectors.queue_due().
+            models.Index(
+                Coalesce("due_at", Value(QUEUE_NO_DUE)),
+                F("id").desc(),
+                name="case_queue_due_idx",
+                condition=models.Q(status__in=QUEUE_WORK_STATUSES),
+            ),
+            models.Index(
+                F("department"),
+                Coalesce("due_at", Value(QUEUE_NO_DUE)),
+                F("id").desc(),
+                name="case_dept_queue_idx",
+                condition=models.Q(status__in=QUEUE_WORK_STATUSES),
+            ),
+            models.Index(
+                F("assignee"),
+                Coalesce("due_at", Value(QUEUE_NO_DUE)),
+                F("id").desc(),
+                name="case_assignee_queue_idx",
+                condition=models.Q(status__in=QUEUE_WORK_STATUSES),
+            ),
             # The SLA sweep: running clocks only, by the moment they turn at risk / breached.
             models.Index(
                 fields=["at_risk_at"],
@@ -538,7 +566,9 @@ class TriageSettings(models.Model):
         verbose_name_plural = "triage settings"
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(surge_window_minutes__gt=0, surge_baseline_hours__gt=0, surge_factor__gt=0),
+                condition=models.Q(
+                    surge_window_minutes__gt=0, surge_baseline_hours__gt=0, surge_factor__gt=0
+                ),
                 name="triagesettings_surge_positive",
             ),
         ]
@@ -581,7 +611,9 @@ class Incident(models.Model):
             models.UniqueConstraint(
                 fields=["channel"], condition=models.Q(status="open"), name="incident_one_open_per_channel"
             ),
-            models.CheckConstraint(condition=models.Q(status__in=["open", "closed"]), name="incident_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["open", "closed"]), name="incident_status_valid"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce, NullIf, Substr
 from customers.models import Identity
 
 from . import permissions
-from .models import Case, Department, Message
+from .models import QUEUE_NO_DUE, QUEUE_WORK_STATUSES, Case, Department, Message
 
 # Queue paging: keyset ("rows after the last one shown", by (queue_due, id)), not OFFSET
 # pages with a total. A Paginator counts the whole queue on every view and OFFSET reads
@@ -22,12 +22,12 @@ from .models import Case, Department, Message
 # is how agents work a queue anyway (its head is what is due next).
 QUEUE_PAGE_SIZE = 50
 # Where cases without a running clock sort: after every real deadline.
-NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)
+NO_DUE = QUEUE_NO_DUE
 
 # Queue tabs. Work queues hold cases someone still has to act on; monitoring (venting
 # that needs no answer, no clock) has its own tab so it never crowds them.
 QUEUE_VIEWS = ("mine", "department", "unassigned", "at_risk", "monitoring")
-WORK_STATUSES = (Case.Status.NEW, Case.Status.OPEN, Case.Status.WAITING_ON_CUSTOMER)
+WORK_STATUSES = tuple(QUEUE_WORK_STATUSES)
 
 
 def user_department_ids(*, user) -> list[int]:
