@@ -180,13 +180,17 @@ def case_handback(*, case: Case, actor, reason: str, note: str = "") -> Case:
     if origin_id is None or arrival.after.get("department") != case.department_id:
         raise ServiceError("This case was not handed to its department.", code="no_handoff", field="case")
     origin = Department.objects.get(pk=origin_id)
-    # case_transfer asks for an escalation path when the actor is an agent; handing back
-    # goes against the path, so the permission is the one checked above and the audit
-    # row is attributed to the actor here.
+    # Handing back goes against the escalation path: the rule checked above is the one
+    # that applies, not case_transfer's path rule.
     case = services.case_transfer(
-        case=case, to_department=origin, actor=None, reason=reason, note=note, kind=CaseEvent.Kind.HANDED_BACK
+        case=case,
+        to_department=origin,
+        actor=actor,
+        reason=reason,
+        note=note,
+        kind=CaseEvent.Kind.HANDED_BACK,
+        permitted=True,
     )
-    CaseEvent.objects.filter(pk=_arrival(case).pk).update(actor=actor)
     _tell_supervisors(
         department_id=origin.pk,
         event={"type": "case.handed_back", "case_id": case.pk, "reference": case.reference, "reason": reason},

@@ -67,7 +67,7 @@ from customers.models import Identity
 from customers.selectors import identity_find
 from customers.services import identity_refresh, identity_resolve
 
-from . import services
+from . import services, triage
 from .errors import ServiceError
 from .models import REFERENCE_ALPHABET, REFERENCE_LENGTH, Attachment, Case, CaseEvent, Message
 
@@ -264,8 +264,8 @@ def _ingest_inbound(channel, inbound: InboundMessage) -> Message:
     _attachments_save(message, inbound)
     if notes:
         CaseEvent.objects.filter(message=message, case_id=message.case_id).update(reason=" ".join(notes))
-    # Triage of the new inbound message hooks in here, inside the same transaction:
-    # it sees (case=found.case, message=message) and may set priority and category.
+    # Triage in the same transaction: priority, category, monitoring, escalation by rule.
+    triage.triage_apply(case=message.case, message=message)
     return message
 
 

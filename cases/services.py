@@ -328,17 +328,20 @@ def case_transfer(
     reason: str,
     note: str = "",
     kind: str = CaseEvent.Kind.TRANSFERRED,
+    permitted: bool = False,
 ) -> Case:
     """Hand ``case`` to another department, with a reason on record and an optional hand-off note.
 
-    The previous assignee keeps following the case; the receiving department picks it up
+    ``actor`` must be allowed the move by ``permissions.can_transfer`` unless the caller
+    has already checked a rule of its own (``permitted``: a hand-back goes against the
+    path). The previous assignee keeps following the case; the receiving department picks it up
     unassigned. The customer's service clocks are not reset.
     """
     reason = _require_reason(reason)
     case = _locked(case)
     if to_department.pk == case.department_id:
         raise ServiceError("The case is already in that department.", field="to_department")
-    if actor is not None and not permissions.can_transfer(actor, case, to_department.pk):
+    if actor is not None and not permitted and not permissions.can_transfer(actor, case, to_department.pk):
         raise NotPermitted("No escalation path allows that transfer; ask a supervisor.")
     previous_department, previous_assignee = case.department_id, case.assignee_id
     if previous_assignee:
@@ -399,7 +402,7 @@ def case_set_status(*, case: Case, status: str, actor, reason: str = "") -> Case
 
 @transaction.atomic
 def case_set_priority(*, case: Case, priority: str, actor, reason: str = "") -> Case:
-    """Change the case's priority (tighter promises per priority apply to clocks started later)."""
+    """Change the case's priority; a tighter per-priority promise pulls the running response clock in."""
     if priority not in Case.Priority.values:
         raise ServiceError(f"'{priority}' is not a priority.", field="priority")
     case = _locked(case)
@@ -409,7 +412,8 @@ def case_set_priority(*, case: Case, priority: str, actor, reason: str = "") -> 
     if previous == priority:
         return case
     case.priority = priority
-    case.save(update_fields=["priority", "updated_at"])
+    sla.on_priority_change(case, previous=previous, at=_now())
+    case.save()
     record_event(
         case=case,
         kind=CaseEvent.Kind.PRIORITY,

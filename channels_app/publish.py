@@ -7,6 +7,7 @@ was made, not later in a consumer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -26,11 +27,21 @@ def publish(*, event: dict, groups: Iterable[str]) -> None:
         return
     # One id per event: a socket in several of the groups receives it once (see the consumer).
     message = {"type": "live.event", "event_id": uuid.uuid4().hex, "event": event}
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, message)
-        except Exception:  # a down Redis must not break the write that already committed
-            logger.warning("live event %s to %s not delivered", event.get("type"), group, exc_info=True)
+    group_list = list(groups)
+
+    async def send_all():
+        return await asyncio.gather(
+            *(layer.group_send(g, message) for g in group_list), return_exceptions=True
+        )
+
+    try:
+        results = async_to_sync(send_all)()
+    except Exception:  # a down Redis must not break the write that already committed
+        logger.warning("live event %s not delivered", event.get("type"), exc_info=True)
+        return
+    for group, result in zip(group_list, results, strict=True):
+        if isinstance(result, BaseException):
+            logger.warning("live event %s to %s not delivered: %s", event.get("type"), group, result)
 
 
 def publish_on_commit(*, event: dict, groups: Iterable[str]) -> None:

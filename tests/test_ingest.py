@@ -469,6 +469,7 @@ def test_delivery_updates_move_forward_and_failures_are_recorded(case, channel, 
 
 def test_follow_up_costs_a_bounded_number_of_queries(channel, django_assert_max_num_queries):
     ingest.ingest(channel=channel, inbound=tweet("t1"))
-    # existing message, identity, recent case, then message_add (lock, insert, case, event) and savepoints.
-    with django_assert_max_num_queries(12):
+    # existing message, identity, recent case, message_add (lock, insert, case, event), triage
+    # (lock, settings, repeat contacts, breakdown) and savepoints.
+    with django_assert_max_num_queries(17):
         ingest.ingest(channel=channel, inbound=dm("d1", at=T0 + timedelta(minutes=5)))
