@@ -7,9 +7,11 @@ from .models import (
     CaseEvent,
     Department,
     EscalationPath,
+    Incident,
     Membership,
     Message,
     ServicePromise,
+    TriageSettings,
 )
 
 
@@ -44,6 +46,57 @@ class MembershipAdmin(admin.ModelAdmin):
 class EscalationPathAdmin(admin.ModelAdmin):
     list_display = ("from_department", "to_department", "trigger", "order", "is_active")
     list_filter = ("trigger", "from_department", "is_active")
+    fieldsets = (
+        (None, {"fields": ("from_department", "to_department", "trigger", "order", "is_active")}),
+        ("Trigger details", {"fields": ("priority_threshold", "category")}),
+        (
+            "Breach ladder (service promise breached)",
+            {
+                "fields": ("warn_after_minutes", "notify_after_minutes", "escalate_after_minutes"),
+                "description": "Minutes after the promise broke; leave a step empty to skip it.",
+            },
+        ),
+    )
+
+
+@admin.register(TriageSettings)
+class TriageSettingsAdmin(admin.ModelAdmin):
+    fieldsets = (
+        ("Intent", {"fields": ("intent_keywords",)}),
+        (
+            "Monitoring",
+            {
+                "fields": (
+                    "monitor_categories",
+                    "monitor_max_followers",
+                    "monitor_quiet_days",
+                    "repeat_window_days",
+                )
+            },
+        ),
+        (
+            "Surge alerts",
+            {
+                "fields": (
+                    "surge_window_minutes",
+                    "surge_baseline_hours",
+                    "surge_factor",
+                    "surge_min_mentions",
+                )
+            },
+        ),
+    )
+
+    def has_add_permission(self, request):
+        return not TriageSettings.objects.exists()  # one row: the settings
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    list_display = ("detected_at", "channel", "status", "mention_count", "baseline", "title")
+    list_filter = ("status", "channel")
+    readonly_fields = ("window_start", "window_end", "mention_count", "baseline", "detected_at")
+    raw_id_fields = ("cases",)
 
 
 @admin.register(BusinessCalendar)

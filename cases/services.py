@@ -193,8 +193,10 @@ def message_add(
     before = {"status": case.status}
     if direction == Message.Direction.IN:
         case.first_inbound_at = case.first_inbound_at or at
+        if case.last_inbound_at is None or at >= case.last_inbound_at:
+            # Messages arrive out of order; the latest written decides the channel.
+            case.last_channel = channel or case.last_channel
         case.last_inbound_at = max(case.last_inbound_at or at, at)
-        case.last_channel = channel or case.last_channel
         if case.status in (Case.Status.RESOLVED, Case.Status.CLOSED, Case.Status.WAITING_ON_CUSTOMER):
             case.status = Case.Status.OPEN
             case.resolved_at = case.closed_at = None

@@ -4,6 +4,7 @@ Channels and browser tests from tripping over each other (see docs/architecture.
 from __future__ import annotations
 
 import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -74,6 +75,15 @@ def _celery_inline(settings):
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(settings):
+    """Each test gets its own cache: login-failure counters and the like never leak between
+    tests, or between test runs sharing one Redis."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}
+    }
 
 
 @pytest.fixture

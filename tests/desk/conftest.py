@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,15 +11,6 @@ from cases.models import Attachment, Membership
 from tests import factories
 
 PASSWORD = "pw-for-tests-1"
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(settings):
-    """A fresh in-process cache per test: allauth counts failed sign-ins in the cache, and a
-    shared Redis would carry those counts across tests and test runs (and lock the login)."""
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(uuid.uuid4())}
-    }
 
 
 @pytest.fixture
