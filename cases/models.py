@@ -441,6 +441,13 @@ class Message(models.Model):
                 name="message_channel_inbound_idx",
                 condition=models.Q(direction="in"),
             ),
+            # Reply-before-parent: replies whose parent we had not seen yet, found by the
+            # parent's platform id when it arrives.
+            models.Index(
+                fields=["in_reply_to_external_id"],
+                name="message_orphan_reply_idx",
+                condition=models.Q(reply_to__isnull=True) & ~models.Q(in_reply_to_external_id=""),
+            ),
             # The outbox sweep: messages still waiting to be sent.
             models.Index(
                 fields=["created_at"], name="message_outbox_idx", condition=models.Q(delivery_state="queued")
