@@ -10,7 +10,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('cases', '0003_sla_clocks_ladder_triage'),
-        ('connectors', '0002_api_tokens_webhooks'),
         ('customers', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

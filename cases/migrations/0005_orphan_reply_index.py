@@ -8,7 +8,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('cases', '0004_queue_sort_indexes'),
-        ('connectors', '0002_api_tokens_webhooks'),
         ('customers', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
