@@ -1,9 +1,11 @@
-"""The company's accounts on each platform, and the durable inbox of webhooks."""
+"""The company's accounts on each platform, the durable inbox of webhooks, API tokens and
+outbound webhook subscriptions with their delivery log."""
 
 from __future__ import annotations
 
 import os
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
@@ -113,3 +115,162 @@ class InboundEvent(models.Model):
     @property
     def body_text(self) -> str:
         return bytes(self.body).decode("utf-8", errors="replace")
+
+
+class ApiToken(models.Model):
+    """A personal key for the REST API, sent as ``Authorization: Token <key>``.
+
+    The key is shown once, when it is created; only its SHA-256 digest is kept, so a
+    copy of the database gives nobody a working key. Keys are 256-bit random strings,
+    so a plain digest (not a slow password hash) is enough and keeps the lookup one
+    indexed equality. A read-scoped token may only read (reporting tools); revoking
+    sets ``revoked_at`` and the key stops working at once.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read only"
+        WRITE = "write", "Read and write"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=120, help_text="What the token is for, e.g. 'BI export'.")
+    # The key's first characters: enough to recognise it in a list, useless to authenticate.
+    prefix = models.CharField(max_length=16, editable=False)
+    # Hex SHA-256 of the whole key.
+    key_hash = models.CharField(max_length=64, editable=False)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.WRITE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Updated at most once a minute, so busy integrations do not write on every request.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["key_hash"], name="apitoken_unique_key_hash"),
+            models.CheckConstraint(
+                condition=models.Q(scope__in=["read", "write"]), name="apitoken_scope_valid"
+            ),
+        ]
+        indexes = [
+            # "My tokens": a user's tokens, newest first.
+            models.Index(fields=["user", "-created_at"], name="apitoken_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def read_only(self) -> bool:
+        return self.scope == self.Scope.READ
+
+
+class WebhookEvent(models.TextChoices):
+    """Events an outbound webhook subscription may ask for."""
+
+    CASE_CREATED = "case.created", "Case created"
+    CASE_ASSIGNED = "case.assigned", "Case assigned"
+    CASE_ESCALATED = "case.escalated", "Case escalated"
+    SLA_AT_RISK = "sla.at_risk", "Service promise at risk"
+    SLA_BREACHED = "sla.breached", "Service promise breached"
+    MESSAGE_RECEIVED = "message.received", "Customer message received"
+    MESSAGE_SENT = "message.sent", "Reply sent"
+
+
+class WebhookSubscription(models.Model):
+    """An integrator's URL that receives signed POSTs for the events it asked for.
+
+    The signing secret is not stored: it is derived from the deployment's SECRET_KEY
+    and the random ``signing_salt`` (HMAC-SHA256), shown once on creation or rotation,
+    and recomputed to sign each delivery. A database copy alone signs nothing; rotating
+    SECRET_KEY changes every subscription's secret (rotate and share them again).
+    After ``connectors.webhooks_out.DISABLE_AFTER_FAILURES`` consecutive failed attempts the subscription is
+    switched off with ``disabled_at`` set; an admin turns it back on.
+    """
+
+    name = models.CharField(max_length=120)
+    url = models.URLField(max_length=500)
+    # A list of WebhookEvent values.
+    event_types = models.JSONField(default=list)
+    # Random per subscription; with SECRET_KEY it yields the signing secret. Never shown.
+    signing_salt = models.CharField(max_length=64, editable=False)
+    is_active = models.BooleanField(default=True)
+    # Failed delivery attempts in a row; any success sets it back to zero.
+    failure_count = models.PositiveIntegerField(default=0)
+    # Set when failures switched the subscription off (not when an admin did).
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(disabled_at__isnull=True) | models.Q(is_active=False),
+                name="webhooksubscription_disabled_inactive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or being sent) to one subscription: the delivery log and the retry queue.
+
+    The row is written in the transaction that produced the event, so an event is
+    never lost between commit and queueing; a task sends it after commit and retries
+    with backoff while it is pending.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    # One id per event, shared by its deliveries to every subscription: receivers dedupe on it.
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=32, choices=WebhookEvent.choices)
+    # The JSON body exactly as it is sent.
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # The last attempt's HTTP status (null when no response came) and the start of its body.
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "event_id"], name="webhookdelivery_unique_event"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "delivered", "failed"]),
+                name="webhookdelivery_status_valid",
+            ),
+        ]
+        indexes = [
+            # The delivery log of a subscription, newest first.
+            models.Index(fields=["subscription", "-created_at"], name="webhookdelivery_log_idx"),
+            # The retry sweep: pending deliveries whose next attempt is due.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="webhookdelivery_due_idx",
+                condition=models.Q(status="pending"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.subscription_id} ({self.status})"

@@ -1,0 +1,1 @@
+"""Caseline's REST API (``/api/v1/``): thin views over the selectors, services and permission rules."""

@@ -1,0 +1,312 @@
+"""Filters for every list, netbox style: ``<fk>_id`` takes one or more ids (repeat the parameter),
+choice filters take one or more values, ``created_after``/``created_before`` bound times, ``q`` searches.
+
+Filters run no queries of their own (ids are not looked up), so they never change a page's
+query count.
+"""
+
+from __future__ import annotations
+
+import django_filters as filters
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+
+from cases.models import (
+    BusinessCalendar,
+    Case,
+    CaseEvent,
+    Department,
+    EscalationPath,
+    Membership,
+    Message,
+    ServicePromise,
+)
+from connectors.models import Channel, WebhookDelivery, WebhookEvent
+from customers.identifiers import normalize_platform_id
+from customers.models import Customer, Identity
+
+MAX_IDS = 100
+MAX_ID = 2**63 - 1
+
+
+class IdListField(forms.MultipleChoiceField):
+    """One or more ids; ``null`` stands for "none" where the filter allows it."""
+
+    def __init__(self, *args, allow_null: bool = False, **kwargs):
+        self.allow_null = allow_null
+        kwargs.pop("choices", None)
+        super().__init__(*args, **kwargs)
+
+    def valid_value(self, value) -> bool:
+        return True
+
+    def clean(self, value):
+        value = super().clean(value) or []
+        if len(value) > MAX_IDS:
+            raise ValidationError(f"At most {MAX_IDS} ids.", code="invalid")
+        ids = []
+        for raw in value:
+            if self.allow_null and raw == "null":
+                ids.append(None)
+            elif raw.isdigit() and 0 < int(raw) <= MAX_ID:
+                ids.append(int(raw))
+            else:
+                raise ValidationError(f"'{raw}' is not an id.", code="invalid")
+        return ids
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class IdFilter(filters.MultipleChoiceFilter):
+    """``?department_id=1&department_id=2``: rows whose ``field_name`` is any of the ids."""
+
+    field_class = IdListField
+
+    def __init__(self, *args, allow_null: bool = False, **kwargs):
+        kwargs.setdefault("distinct", False)
+        super().__init__(*args, **kwargs)
+        self.extra["allow_null"] = allow_null
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        ids = [v for v in value if v is not None]
+        q = Q(**{f"{self.field_name}__in": ids}) if ids else Q(pk__in=[])
+        if len(ids) != len(value):
+            q |= Q(**{f"{self.field_name}__isnull": True})
+        return qs.filter(q)
+
+
+class ChoicesFilter(filters.MultipleChoiceFilter):
+    """``?status=new&status=open``: rows with any of the values."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("distinct", False)
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs, value):
+        return qs.filter(**{f"{self.field_name}__in": value}) if value else qs
+
+
+class SearchFilter(filters.CharFilter):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("method", "search")
+        kwargs.setdefault("label", "Search")
+        kwargs.setdefault("max_length", 200)
+        super().__init__(*args, **kwargs)
+
+
+class CaseFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    reference = filters.CharFilter(field_name="reference", lookup_expr="iexact", max_length=12)
+    department_id = IdFilter(field_name="department_id")
+    assignee_id = IdFilter(field_name="assignee_id", allow_null=True, label="Assignee id (null: unassigned)")
+    customer_id = IdFilter(field_name="customer_id")
+    channel_id = IdFilter(field_name="last_channel_id", label="The channel the customer last wrote on")
+    origin_channel_id = IdFilter(field_name="origin_channel_id")
+    status = ChoicesFilter(choices=Case.Status.choices)
+    priority = ChoicesFilter(choices=Case.Priority.choices)
+    category = ChoicesFilter(choices=Case.Category.choices)
+    sla_state = ChoicesFilter(choices=Case.SlaState.choices)
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    due_after = filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="gte")
+    due_before = filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
+    q = SearchFilter(help_text="Reference, subject or customer name")
+
+    class Meta:
+        model = Case
+        fields: list[str] = []
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(reference__iexact=value) | Q(subject__icontains=value) | Q(customer__name__icontains=value)
+        )
+
+
+class MessageFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    case_id = IdFilter(field_name="case_id")
+    channel_id = IdFilter(field_name="channel_id")
+    identity_id = IdFilter(field_name="identity_id")
+    author_id = IdFilter(field_name="author_id")
+    direction = ChoicesFilter(choices=Message.Direction.choices)
+    kind = ChoicesFilter(choices=Message.Kind.choices)
+    delivery_state = ChoicesFilter(choices=Message.Delivery.choices)
+    is_public = filters.BooleanFilter()
+    sent_after = filters.IsoDateTimeFilter(field_name="sent_at", lookup_expr="gte")
+    sent_before = filters.IsoDateTimeFilter(field_name="sent_at", lookup_expr="lt")
+    q = SearchFilter(help_text="Text of the message")
+
+    class Meta:
+        model = Message
+        fields: list[str] = []
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(text__icontains=value) if value else queryset
+
+
+class CaseEventFilterSet(filters.FilterSet):
+    case_id = IdFilter(field_name="case_id")
+    actor_id = IdFilter(field_name="actor_id", allow_null=True, label="Actor id (null: the system)")
+    kind = ChoicesFilter(choices=CaseEvent.Kind.choices)
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = CaseEvent
+        fields: list[str] = []
+
+
+class CustomerFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    tier = ChoicesFilter(choices=Customer.Tier.choices)
+    merged = filters.BooleanFilter(field_name="merged_into", lookup_expr="isnull", exclude=True)
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    q = SearchFilter(help_text="Name, or an identity's handle or platform id")
+
+    class Meta:
+        model = Customer
+        fields: list[str] = []
+
+    def search(self, queryset, name, value):
+        value = value.strip().lstrip("@")
+        if not value:
+            return queryset
+        matching = Identity.objects.filter(Q(handle__iexact=value) | Q(platform_id=value)).values(
+            "customer_id"
+        )
+        return queryset.filter(Q(name__icontains=value) | Q(pk__in=matching))
+
+
+class IdentityFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    customer_id = IdFilter(field_name="customer_id")
+    kind = ChoicesFilter(choices=Identity.Kind.choices)
+    link_source = ChoicesFilter(choices=Identity.LinkSource.choices)
+    platform_id = filters.CharFilter(
+        method="by_platform_id", max_length=255, help_text="In any spelling (e-mail case, phone formats)"
+    )
+    q = SearchFilter(help_text="Handle, display name or platform id")
+
+    class Meta:
+        model = Identity
+        fields: list[str] = []
+
+    def by_platform_id(self, queryset, name, value):
+        kinds = self.form.cleaned_data.get("kind") or Identity.Kind.values
+        q = Q(pk__in=[])
+        for kind in kinds:
+            try:
+                canonical = normalize_platform_id(kind, value)
+            except ValidationError:
+                continue
+            q |= Q(kind=kind, platform_id=canonical)
+        return queryset.filter(q)
+
+    def search(self, queryset, name, value):
+        value = value.strip().lstrip("@")
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(handle__icontains=value) | Q(display_name__icontains=value) | Q(platform_id=value)
+        )
+
+
+class DepartmentFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    is_active = filters.BooleanFilter()
+    q = SearchFilter(help_text="Name or slug")
+
+    class Meta:
+        model = Department
+        fields: list[str] = []
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(Q(name__icontains=value) | Q(slug__icontains=value)) if value else queryset
+
+
+class MembershipFilterSet(filters.FilterSet):
+    department_id = IdFilter(field_name="department_id")
+    user_id = IdFilter(field_name="user_id")
+    role = ChoicesFilter(choices=Membership.Role.choices)
+
+    class Meta:
+        model = Membership
+        fields: list[str] = []
+
+
+class ChannelFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    department_id = IdFilter(field_name="department_id")
+    kind = ChoicesFilter(choices=Channel.Kind.choices)
+    is_active = filters.BooleanFilter()
+    q = SearchFilter(help_text="Name, slug or handle")
+
+    class Meta:
+        model = Channel
+        fields: list[str] = []
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(name__icontains=value) | Q(slug__icontains=value) | Q(handle__icontains=value)
+        )
+
+
+class CalendarFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    q = SearchFilter(help_text="Name")
+
+    class Meta:
+        model = BusinessCalendar
+        fields: list[str] = []
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(name__icontains=value) if value else queryset
+
+
+class ServicePromiseFilterSet(filters.FilterSet):
+    channel_id = IdFilter(field_name="channel_id")
+    calendar_id = IdFilter(field_name="calendar_id", allow_null=True, label="Calendar id (null: 24/7)")
+
+    class Meta:
+        model = ServicePromise
+        fields: list[str] = []
+
+
+class EscalationPathFilterSet(filters.FilterSet):
+    from_department_id = IdFilter(field_name="from_department_id")
+    to_department_id = IdFilter(field_name="to_department_id")
+    trigger = ChoicesFilter(choices=EscalationPath.Trigger.choices)
+    is_active = filters.BooleanFilter()
+
+    class Meta:
+        model = EscalationPath
+        fields: list[str] = []
+
+
+class WebhookDeliveryFilterSet(filters.FilterSet):
+    status = ChoicesFilter(choices=WebhookDelivery.Status.choices)
+    event_type = ChoicesFilter(choices=WebhookEvent.choices)
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = WebhookDelivery
+        fields: list[str] = []

@@ -1,0 +1,503 @@
+"""API views: read endpoints are a selector plus a filterset; each action validates its input,
+calls one service and answers with the updated object. Rules come from ``cases.permissions``.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import generics, mixins, status, viewsets
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.decorators import action
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from cases import escalation, services
+from cases import selectors as case_selectors
+from cases.errors import ServiceError
+from cases.models import Message
+from connectors import api_tokens, webhooks_out
+from connectors.authentication import ApiTokenAuthentication
+from connectors.models import ApiToken, WebhookDelivery
+from customers import services as customer_services
+from customers.models import Identity
+
+from . import filters, selectors, serializers
+from .exceptions import exception_handler
+from .pagination import CasePagination, KeysetPagination, MessagePagination, NewestFirstPagination
+from .permissions import CanMergeCustomers, IsAdmin, IsMember, MembersReadAdminsWrite, SessionOnly
+from .schema import CaselineAutoSchema
+from .throttling import TokenCreateRateThrottle, TokenRateThrottle, TokenWriteRateThrottle
+
+WRITE_METHODS = ["get", "post", "patch", "delete", "head", "options"]
+
+
+class ApiMixin:
+    """What every endpoint shares: token or session auth, token rate limits, keyset pages,
+    filters on lists only, the one error shape."""
+
+    authentication_classes = (ApiTokenAuthentication, SessionAuthentication)
+    permission_classes = (IsAuthenticated,)
+    throttle_classes = (TokenRateThrottle, TokenWriteRateThrottle)
+    filter_backends = (DjangoFilterBackend,)
+    parser_classes = (JSONParser,)
+    renderer_classes = (JSONRenderer,)
+    pagination_class = KeysetPagination
+    schema = CaselineAutoSchema()
+    lookup_value_converter = "int"
+
+    def get_exception_handler(self):
+        return exception_handler
+
+    def filter_queryset(self, queryset):
+        # Filters narrow lists; a detail or an action finds its object by id alone.
+        if getattr(self, "action", "list") != "list":
+            return queryset
+        return super().filter_queryset(queryset)
+
+    @property
+    def fake(self) -> bool:
+        """True while drf-spectacular inspects the view to write the schema."""
+        return getattr(self, "swagger_fake_view", False)
+
+
+# --- Customers and identities ---------------------------------------------------------------------
+
+
+class CustomerViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
+    """Customers with their identities; link an identity, merge another customer in."""
+
+    permission_classes = (IsAuthenticated, IsMember)
+    serializer_class = serializers.CustomerSerializer
+    filterset_class = filters.CustomerFilterSet
+
+    def get_queryset(self):
+        return selectors.customer_list()
+
+    def _customer_response(self, customer_id: int) -> Response:
+        return Response(self.get_serializer(selectors.customer_list().get(pk=customer_id)).data)
+
+    @extend_schema(
+        request=serializers.IdentityLinkInputSerializer, responses={200: serializers.CustomerSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def link(self, request, pk=None):
+        """Move an identity to this customer (an agent's link: the customer it leaves keeps its cases)."""
+        customer = self.get_object()
+        data = _valid(serializers.IdentityLinkInputSerializer, request)
+        customer_services.identity_link(
+            identity=data["identity"], customer=customer, actor=request.user, source=Identity.LinkSource.AGENT
+        )
+        return self._customer_response(customer.pk)
+
+    @extend_schema(
+        request=serializers.CustomerMergeInputSerializer, responses={200: serializers.CustomerSerializer}
+    )
+    @action(detail=True, methods=["post"], permission_classes=(IsAuthenticated, CanMergeCustomers))
+    def merge(self, request, pk=None):
+        """Merge another customer into this one: its identities and cases move here (supervisors, admins)."""
+        customer = self.get_object()
+        data = _valid(serializers.CustomerMergeInputSerializer, request)
+        customer_services.customer_merge(source=data["source"], target=customer, actor=request.user)
+        return self._customer_response(customer.pk)
+
+
+class IdentityViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
+    """Platform identities (look one up by ``kind`` and ``platform_id`` in any spelling)."""
+
+    permission_classes = (IsAuthenticated, IsMember)
+    serializer_class = serializers.IdentitySerializer
+    filterset_class = filters.IdentityFilterSet
+
+    def get_queryset(self):
+        return selectors.identity_list()
+
+
+# --- Cases ----------------------------------------------------------------------------------------
+
+
+def _valid(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _case_action(serializer_class, summary: str):
+    return extend_schema(
+        summary=summary, request=serializer_class, responses={200: serializers.CaseDetailSerializer}
+    )
+
+
+class CaseViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
+    """Cases the user may see, soonest due first. Actions call the case services and answer with
+    the updated case; a case the user may not see is a 404, one they may not change a 403."""
+
+    pagination_class = CasePagination
+    filterset_class = filters.CaseFilterSet
+
+    def get_queryset(self):
+        if self.action == "list":
+            return selectors.case_list(user=self.request.user)
+        return selectors.case_detail(user=self.request.user)
+
+    def get_serializer_class(self):
+        return serializers.CaseSerializer if self.action == "list" else serializers.CaseDetailSerializer
+
+    def _act(self, serializer_class, run) -> Response:
+        case = self.get_object()
+        data = _valid(serializer_class, self.request)
+        run(case, data)
+        return Response(
+            serializers.CaseDetailSerializer(
+                selectors.case_for_response(case_id=case.pk), context=self.get_serializer_context()
+            ).data
+        )
+
+    @_case_action(serializers.ReplyInputSerializer, "Reply to the customer")
+    @action(detail=True, methods=["post"])
+    def reply(self, request, pk=None):
+        """Queue a reply on a channel; it is sent after commit. 409 ``stale_draft`` when the customer or a colleague wrote after ``draft_started_at``."""
+
+        def run(case, data):
+            identity = data["identity"]
+            if identity is not None and identity.customer_id != case.customer_id:
+                raise ServiceError("That identity is not this case's customer's.", field="identity_id")
+            services.case_reply(
+                case=case,
+                author=request.user,
+                channel=data["channel"],
+                text=data["text"],
+                is_public=data["is_public"],
+                identity=identity,
+                draft_started_at=data["draft_started_at"],
+            )
+
+        return self._act(serializers.ReplyInputSerializer, run)
+
+    @_case_action(serializers.NoteInputSerializer, "Add an internal note")
+    @action(detail=True, methods=["post"])
+    def note(self, request, pk=None):
+        """Add an internal note (never shown to the customer; stops no clock)."""
+        return self._act(
+            serializers.NoteInputSerializer,
+            lambda case, data: services.note_add(case=case, author=request.user, text=data["text"]),
+        )
+
+    @_case_action(serializers.CallInputSerializer, "Log a phone call")
+    @action(detail=True, methods=["post"], url_path="log-call")
+    def log_call(self, request, pk=None):
+        """Record a phone call had with the customer."""
+        return self._act(
+            serializers.CallInputSerializer,
+            lambda case, data: services.call_log(
+                case=case,
+                author=request.user,
+                direction=data["direction"],
+                number=data["number"],
+                duration_seconds=data["duration_seconds"],
+                notes=data["notes"],
+                channel=data["channel"],
+                at=data["at"],
+            ),
+        )
+
+    @_case_action(serializers.AssignInputSerializer, "Assign (or unassign) the case")
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        """Give the case to a member of its department, or unassign it (``assignee_id: null``)."""
+        return self._act(
+            serializers.AssignInputSerializer,
+            lambda case, data: services.case_assign(
+                case=case, assignee=data["assignee"], actor=request.user, reason=data["reason"]
+            ),
+        )
+
+    @_case_action(serializers.EmptyInputSerializer, "Claim an unassigned case")
+    @action(detail=True, methods=["post"])
+    def claim(self, request, pk=None):
+        """Take an unassigned case; 409 ``already_claimed`` when someone has it."""
+        return self._act(
+            serializers.EmptyInputSerializer,
+            lambda case, data: services.case_claim(case=case, actor=request.user),
+        )
+
+    @_case_action(serializers.TransferInputSerializer, "Transfer to another department")
+    @action(detail=True, methods=["post"])
+    def transfer(self, request, pk=None):
+        """Move the case to another department with a reason (agents along an escalation path only)."""
+        return self._act(
+            serializers.TransferInputSerializer,
+            lambda case, data: services.case_transfer(
+                case=case,
+                to_department=data["to_department"],
+                actor=request.user,
+                reason=data["reason"],
+                note=data["note"],
+            ),
+        )
+
+    @_case_action(serializers.EscalateInputSerializer, "Escalate along the department's path")
+    @action(detail=True, methods=["post"])
+    def escalate(self, request, pk=None):
+        """Move the case along its department's escalation path, with a reason."""
+        return self._act(
+            serializers.EscalateInputSerializer,
+            lambda case, data: escalation.case_escalate(
+                case=case, actor=request.user, reason=data["reason"], note=data["note"]
+            ),
+        )
+
+    @_case_action(serializers.EscalateInputSerializer, "Hand the case back to the department it came from")
+    @action(detail=True, methods=["post"], url_path="hand-back")
+    def hand_back(self, request, pk=None):
+        """Return a handed-over case to the department it came from, with a reason."""
+        return self._act(
+            serializers.EscalateInputSerializer,
+            lambda case, data: escalation.case_handback(
+                case=case, actor=request.user, reason=data["reason"], note=data["note"]
+            ),
+        )
+
+    @_case_action(serializers.AcceptInputSerializer, "Accept a hand-over")
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        """Accept a hand-over to your department (and claim the case if nobody has it)."""
+        return self._act(
+            serializers.AcceptInputSerializer,
+            lambda case, data: escalation.case_accept(case=case, actor=request.user, note=data["note"]),
+        )
+
+    @_case_action(serializers.StatusInputSerializer, "Change the status")
+    @action(detail=True, methods=["post"], url_path="set-status")
+    def set_status(self, request, pk=None):
+        """Change the status; resolving stops the clocks, reopening restarts what is owed."""
+        return self._act(
+            serializers.StatusInputSerializer,
+            lambda case, data: services.case_set_status(
+                case=case, status=data["status"], actor=request.user, reason=data["reason"]
+            ),
+        )
+
+    @_case_action(serializers.PriorityInputSerializer, "Change the priority")
+    @action(detail=True, methods=["post"], url_path="set-priority")
+    def set_priority(self, request, pk=None):
+        """Change the priority."""
+        return self._act(
+            serializers.PriorityInputSerializer,
+            lambda case, data: services.case_set_priority(
+                case=case, priority=data["priority"], actor=request.user, reason=data["reason"]
+            ),
+        )
+
+
+class CaseTimelineView(ApiMixin, generics.ListAPIView):
+    """One case's messages in time order (notes, calls and both directions)."""
+
+    serializer_class = serializers.MessageSerializer
+    pagination_class = MessagePagination
+    filter_backends = ()
+
+    def get_queryset(self):
+        if self.fake:
+            return Message.objects.none()
+        case = get_object_or_404(selectors.visible_cases(user=self.request.user), pk=self.kwargs["id"])
+        return case_selectors.case_timeline(case=case)
+
+
+class MessageViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
+    """Messages of the cases the user may see, in time order."""
+
+    serializer_class = serializers.MessageSerializer
+    pagination_class = MessagePagination
+    filterset_class = filters.MessageFilterSet
+
+    def get_queryset(self):
+        return selectors.message_list(user=self.request.user)
+
+
+class CaseEventViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
+    """The audit trail of the cases the user may see: who changed what, when and why."""
+
+    serializer_class = serializers.CaseEventSerializer
+    filterset_class = filters.CaseEventFilterSet
+
+    def get_queryset(self):
+        return selectors.case_event_list(user=self.request.user)
+
+
+# --- Configuration --------------------------------------------------------------------------------
+
+
+class ConfigViewSet(ApiMixin, viewsets.ModelViewSet):
+    """Members read the configuration; admins change it."""
+
+    permission_classes = (IsAuthenticated, MembersReadAdminsWrite)
+    http_method_names = WRITE_METHODS
+
+
+class DepartmentViewSet(ConfigViewSet):
+    serializer_class = serializers.DepartmentSerializer
+    filterset_class = filters.DepartmentFilterSet
+
+    def get_queryset(self):
+        return selectors.department_list()
+
+
+class MembershipViewSet(ConfigViewSet):
+    """Admins see every membership; others those of their own departments."""
+
+    serializer_class = serializers.MembershipSerializer
+    filterset_class = filters.MembershipFilterSet
+
+    def get_queryset(self):
+        return selectors.membership_list(user=self.request.user)
+
+
+class ChannelViewSet(ConfigViewSet):
+    """The company's accounts. No secret is ever shown; the names of their variables only to admins."""
+
+    serializer_class = serializers.ChannelSerializer
+    filterset_class = filters.ChannelFilterSet
+
+    def get_queryset(self):
+        return selectors.channel_list()
+
+
+class CalendarViewSet(ConfigViewSet):
+    serializer_class = serializers.CalendarSerializer
+    filterset_class = filters.CalendarFilterSet
+
+    def get_queryset(self):
+        return selectors.calendar_list()
+
+
+class ServicePromiseViewSet(ConfigViewSet):
+    serializer_class = serializers.ServicePromiseSerializer
+    filterset_class = filters.ServicePromiseFilterSet
+
+    def get_queryset(self):
+        return selectors.promise_list()
+
+
+class EscalationPathViewSet(ConfigViewSet):
+    serializer_class = serializers.EscalationPathSerializer
+    filterset_class = filters.EscalationPathFilterSet
+
+    def get_queryset(self):
+        return selectors.escalation_path_list()
+
+
+# --- Personal tokens ------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=serializers.ApiTokenCreateSerializer, responses={201: serializers.ApiTokenCreatedSerializer}
+    ),
+    destroy=extend_schema(summary="Revoke a token"),
+)
+class ApiTokenViewSet(
+    ApiMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The signed-in user's API tokens: create (the key is shown once), list (prefix only), revoke."""
+
+    permission_classes = (IsAuthenticated, SessionOnly)
+    throttle_classes = (*ApiMixin.throttle_classes, TokenCreateRateThrottle)
+    serializer_class = serializers.ApiTokenSerializer
+    filter_backends = ()
+
+    def get_queryset(self):
+        if self.fake:
+            return ApiToken.objects.none()
+        return selectors.token_list(user=self.request.user)
+
+    def create(self, request, *args, **kwargs):
+        data = _valid(serializers.ApiTokenCreateSerializer, request)
+        token, key = api_tokens.api_token_create(user=request.user, name=data["name"], scope=data["scope"])
+        body = serializers.ApiTokenCreatedSerializer(token).data | {"key": key}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, *args, **kwargs):
+        api_tokens.api_token_revoke(token=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Outbound webhooks ----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=serializers.WebhookSubscriptionSerializer,
+        responses={201: serializers.WebhookSubscriptionCreatedSerializer},
+    ),
+)
+class WebhookSubscriptionViewSet(ApiMixin, viewsets.ModelViewSet):
+    """Admins' webhook subscriptions. The signing secret is shown on creation and rotation only."""
+
+    permission_classes = (IsAuthenticated, IsAdmin)
+    serializer_class = serializers.WebhookSubscriptionSerializer
+    http_method_names = WRITE_METHODS
+    filter_backends = ()
+
+    def get_queryset(self):
+        return selectors.webhook_subscription_list()
+
+    def create(self, request, *args, **kwargs):
+        data = _valid(serializers.WebhookSubscriptionSerializer, request)
+        subscription, secret = webhooks_out.webhook_subscription_create(
+            name=data["name"], url=data["url"], event_types=data["event_types"], actor=request.user
+        )
+        body = serializers.WebhookSubscriptionCreatedSerializer(subscription).data | {"secret": secret}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, *args, **kwargs):
+        subscription = self.get_object()
+        serializer = self.get_serializer(subscription, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        updated = webhooks_out.webhook_subscription_update(
+            subscription=subscription,
+            actor=request.user,
+            name=data.get("name"),
+            url=data.get("url"),
+            event_types=data.get("event_types"),
+            is_active=data.get("is_active"),
+        )
+        return Response(self.get_serializer(updated).data)
+
+    def destroy(self, request, *args, **kwargs):
+        webhooks_out.webhook_subscription_delete(subscription=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={200: serializers.WebhookSecretSerializer})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, pk=None):
+        """Replace the signing secret at once; the new one is shown this once."""
+        _, secret = webhooks_out.webhook_subscription_rotate_secret(
+            subscription=self.get_object(), actor=request.user
+        )
+        return Response({"secret": secret})
+
+
+class WebhookDeliveryListView(ApiMixin, generics.ListAPIView):
+    """A subscription's delivery log, newest first: status codes, errors, attempts."""
+
+    permission_classes = (IsAuthenticated, IsAdmin)
+    serializer_class = serializers.WebhookDeliverySerializer
+    filterset_class = filters.WebhookDeliveryFilterSet
+
+    pagination_class = NewestFirstPagination
+
+    def get_queryset(self):
+        if self.fake:
+            return WebhookDelivery.objects.none()
+        subscription = get_object_or_404(selectors.webhook_subscription_list(), pk=self.kwargs["id"])
+        return selectors.webhook_delivery_list(subscription=subscription)
