@@ -3,11 +3,14 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from cases import report_views
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="desk:queue", permanent=False)),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("desk/", include("cases.urls")),
+    path("desk/reports/promises/", report_views.promises, name="report-promises"),
     path("webhooks/", include("connectors.urls")),
 ]
 
