@@ -50,10 +50,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -62,14 +64,24 @@ from django.utils import timezone
 
 from channels_app import groups
 from channels_app.publish import publish_on_commit
-from connectors.base import DeliveryUpdate, InboundMessage
+from connectors.base import DeliveryUpdate, InboundMessage, MessageUpdate
+from customers.identifiers import normalize_platform_id
 from customers.models import Identity
-from customers.selectors import identity_find
-from customers.services import identity_refresh, identity_resolve
+from customers.selectors import identities_find, identity_find
+from customers.services import identity_create, identity_refresh, identity_resolve
 
-from . import services, triage
+from . import escalation, services, triage
 from .errors import ServiceError
-from .models import REFERENCE_ALPHABET, REFERENCE_LENGTH, Attachment, Case, CaseEvent, Message
+from .models import (
+    REFERENCE_ALPHABET,
+    REFERENCE_LENGTH,
+    Attachment,
+    Case,
+    CaseEvent,
+    EscalationPath,
+    Message,
+    TriageSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +110,191 @@ class _Found:
     """Where threading put a message, and by which rule."""
 
     case: Case
-    rule: str  # reply | thread | reference | recent | new
+    rule: str  # reply | thread | reference | early_reply | recent | new
     parent: Message | None = None
+    # The case row is already locked by the query that found it (or the case is new).
+    locked: bool = False
 
 
-def ingest(*, channel, inbound: InboundMessage) -> Message | None:
+@dataclass(frozen=True)
+class _Orphan:
+    """A stored reply whose parent had not arrived when it was ingested."""
+
+    message_id: int
+    case_id: int
+    channel_id: int | None
+
+
+class IngestContext:
+    """What the messages of one inbox batch share, looked up once instead of per message.
+
+    Stored messages and identities of the whole batch (two queries), replies waiting for
+    a parent among the batch's ids (one), the channels with their promises and calendars,
+    the triage settings and the departments that have automatic escalation paths (one
+    each). What a message of the batch creates is remembered for the later ones.
+
+    ``batch=True`` (the inbox batch): each event runs in a savepoint the caller rolls
+    back on error, so ingest opens no savepoints of its own, and an ``IntegrityError``
+    (a race with another worker, a reference collision) is the caller's to retry after
+    :meth:`forget`. Case rows are locked ``NOWAIT``: a batch never waits for a case
+    another batch holds (two batches locking cases in opposite orders would deadlock);
+    the caller defers that event to its next batch. Without a context, ``ingest`` makes
+    a fresh one per message, opens its own savepoints and waits for locks.
+    """
+
+    def __init__(self, *, batch: bool = False):
+        self.batch = batch
+        self._messages: dict[tuple[int, str], Message | None] = {}
+        self._identities: dict[tuple[str, str], Identity | None] = {}
+        self._orphans: dict[str, list[_Orphan]] = {}
+        self._orphans_prefetched = False
+        self._channels: dict[int, object] = {}
+        self._settings: TriageSettings | None = None
+        self._escalating: set[int] | None = None
+        # What was written, for summaries: new messages, new cases, existing cases changed.
+        self.messages_created = 0
+        self.cases_created: set[int] = set()
+        self.cases_updated: set[int] = set()
+
+    def counts(self) -> tuple[int, frozenset[int], frozenset[int]]:
+        return self.messages_created, frozenset(self.cases_created), frozenset(self.cases_updated)
+
+    def restore_counts(self, counts: tuple[int, frozenset[int], frozenset[int]]) -> None:
+        """Forget the counts of an event that was rolled back."""
+        self.messages_created, created, updated = counts
+        self.cases_created, self.cases_updated = set(created), set(updated)
+
+    # --- prefetch ---
+
+    def prefetch(self, items: list[tuple[object, InboundMessage]]) -> None:
+        """Look up everything ``items`` (channel, message) will ask for, a query per kind of row.
+
+        The channels given are the ones the batch uses (load them with ``promise__calendar``
+        selected, so clocks read promises without a query).
+        """
+        items = [(c, m) for c, m in items if m.external_id]
+        for channel, _ in items:
+            self._channels.setdefault(channel.pk, channel)
+        if not items:
+            return
+        channels = {c.pk for c, _ in items}
+        wanted = {(c.pk, m.external_id) for c, m in items}
+        match = Q()
+        for channel_id in channels:
+            match |= Q(channel_id=channel_id, external_id__in=[e for c, e in wanted if c == channel_id])
+        found = {
+            (m.channel_id, m.external_id): m for m in Message.objects.select_related("case").filter(match)
+        }
+        for key in wanted:
+            self._messages[key] = found.get(key)
+        authors = {(m.platform, m.author_id) for _, m in items if m.author_id and not m.is_echo}
+        known = identities_find(keys=authors)
+        for kind, author_id in authors:
+            key = _identity_key(kind, author_id)
+            if key is not None:
+                self._identities[key] = known.get(key)
+        for row in (
+            Message.objects.filter(
+                in_reply_to_external_id__in=sorted({m.external_id for _, m in items}),
+                reply_to__isnull=True,
+            )
+            .exclude(in_reply_to_external_id="")
+            .order_by("id")
+            .values_list("in_reply_to_external_id", "id", "case_id", "channel_id")
+        ):
+            self._orphans.setdefault(row[0], []).append(_Orphan(*row[1:]))
+        self._orphans_prefetched = True
+
+    def forget(self) -> None:
+        """Drop what was learnt: an event rolled back, so rows it created may not exist."""
+        self._messages.clear()
+        self._identities.clear()
+        self._orphans.clear()
+        self._orphans_prefetched = False
+
+    # --- lookups ---
+
+    def existing(self, channel, external_id: str) -> Message | None:
+        key = (channel.pk, external_id)
+        if key in self._messages and self._messages[key] is not None:
+            return self._messages[key]
+        if key not in self._messages:
+            return _existing(channel, external_id)
+        return None
+
+    def identity(self, kind: str, platform_id: str) -> Identity | None:
+        key = _identity_key(kind, platform_id)
+        if key is not None and key in self._identities:
+            return self._identities[key]
+        return identity_find(kind=kind, platform_id=platform_id)
+
+    def orphans(self, external_id: str) -> list[_Orphan]:
+        """Stored replies to ``external_id`` that arrived before it (any channel)."""
+        if external_id not in self._orphans and not self._orphans_prefetched:
+            self._orphans[external_id] = [
+                _Orphan(*row)
+                for row in Message.objects.filter(in_reply_to_external_id=external_id, reply_to__isnull=True)
+                .exclude(in_reply_to_external_id="")
+                .order_by("id")
+                .values_list("id", "case_id", "channel_id")
+            ]
+        return self._orphans.get(external_id, [])
+
+    def channel(self, channel):
+        """The batch's instance of ``channel`` (promise and calendar loaded), else ``channel``."""
+        return self._channels.get(channel.pk, channel) if channel is not None else None
+
+    def attach_channels(self, case: Case) -> None:
+        """Give ``case`` the batch's channel instances, so its clocks read promises without a query."""
+        for field in ("origin_channel", "last_channel"):
+            channel_id = getattr(case, f"{field}_id")
+            if channel_id in self._channels and not case._state.fields_cache.get(field):
+                setattr(case, field, self._channels[channel_id])
+
+    def triage_settings(self) -> TriageSettings:
+        if self._settings is None:
+            self._settings = TriageSettings.current()
+        return self._settings
+
+    def escalates(self, department_id: int) -> bool:
+        """Whether the department has an active priority or category path (else triage skips the check)."""
+        if self._escalating is None:
+            self._escalating = set(
+                EscalationPath.objects.filter(
+                    is_active=True,
+                    trigger__in=[EscalationPath.Trigger.PRIORITY, EscalationPath.Trigger.CATEGORY],
+                ).values_list("from_department_id", flat=True)
+            )
+        return department_id in self._escalating
+
+    # --- what the batch creates ---
+
+    def remember(self, message: Message) -> None:
+        self.messages_created += 1
+        if message.case_id not in self.cases_created:
+            self.cases_updated.add(message.case_id)
+        if message.channel_id is not None and message.external_id:
+            self._messages[(message.channel_id, message.external_id)] = message
+        if message.reply_to_id is None and message.in_reply_to_external_id:
+            self._orphans.setdefault(message.in_reply_to_external_id, []).append(
+                _Orphan(message.pk, message.case_id, message.channel_id)
+            )
+        identity = message.identity
+        if identity is not None and message.direction == Message.Direction.IN:
+            self._identities[(identity.kind, identity.platform_id)] = identity
+
+    def adopted(self, external_id: str) -> None:
+        self._orphans[external_id] = []
+
+
+def _identity_key(kind: str, platform_id: str) -> tuple[str, str] | None:
+    try:
+        return kind, normalize_platform_id(kind, platform_id)
+    except ValidationError:
+        return None
+
+
+def ingest(*, channel, inbound: InboundMessage, context: IngestContext | None = None) -> Message | None:
     """Store ``inbound`` as a Message on the case it belongs to; return it (None for an
     echo that belongs to no case we know).
 
@@ -110,15 +302,17 @@ def ingest(*, channel, inbound: InboundMessage) -> Message | None:
     together or not at all; live events go out after commit. Idempotent on (channel,
     external id), including the race of two workers inserting the same message: the
     loser returns the winner's row. Raises ``ServiceError`` naming the field for an
-    inbound value that cannot be stored.
+    inbound value that cannot be stored. ``context`` shares look-ups across a batch
+    (see :class:`IngestContext`).
     """
     _validate(inbound)
+    context = context or IngestContext()
     with transaction.atomic(savepoint=False):
-        return _ingest(channel, inbound)
+        return _ingest(context.channel(channel), inbound, context)
 
 
-def _ingest(channel, inbound: InboundMessage) -> Message | None:
-    existing = _existing(channel, inbound.external_id)
+def _ingest(channel, inbound: InboundMessage, ctx: IngestContext) -> Message | None:
+    existing = ctx.existing(channel, inbound.external_id)
     if existing is not None:
         if inbound.is_echo:
             delivery_update_apply(
@@ -126,17 +320,29 @@ def _ingest(channel, inbound: InboundMessage) -> Message | None:
                 update=DeliveryUpdate(external_id=inbound.external_id, state=Message.Delivery.SENT),
             )
         return existing
-    try:
-        with transaction.atomic():
-            if inbound.is_echo:
-                return _ingest_echo(channel, inbound)
-            return _ingest_inbound(channel, inbound)
-    except IntegrityError:
-        # Another worker stored the same platform message first (unique channel + external id).
-        existing = _existing(channel, inbound.external_id)
-        if existing is None:
-            raise
-        return existing
+    if ctx.batch:
+        return _ingest_new(channel, inbound, ctx)
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _ingest_new(channel, inbound, ctx)
+        except IntegrityError:
+            # Another worker stored the same platform message (unique channel + external id)
+            # or the same new identity first, or a new case drew a taken reference.
+            ctx.forget()
+            existing = _existing(channel, inbound.external_id)
+            if existing is not None:
+                return existing
+            if attempt == 2:
+                raise
+    return None  # pragma: no cover - the loop returns or raises
+
+
+def _ingest_new(channel, inbound: InboundMessage, ctx: IngestContext) -> Message | None:
+    message = _ingest_echo(channel, inbound) if inbound.is_echo else _ingest_inbound(channel, inbound, ctx)
+    if message is not None:
+        ctx.remember(message)
+    return message
 
 
 @transaction.atomic
@@ -190,12 +396,56 @@ def delivery_update_apply(*, channel, update: DeliveryUpdate) -> Message | None:
     return message
 
 
+@transaction.atomic
+def message_update_apply(*, channel, update: MessageUpdate) -> Message:
+    """Attach what a platform sent after one of its messages (a call's recording) to it.
+
+    Idempotent: applying the same news twice changes nothing, and an empty value never
+    erases a stored one. Locks the message row; the timeline is told after commit. Raises
+    ``ServiceError`` (field ``external_id``) while the message is not stored yet, so the
+    event is kept failed and ``replay_inbox`` applies it once the message arrives.
+    """
+    message = (
+        Message.objects.select_for_update()
+        .filter(channel=channel, external_id=update.external_id)
+        .order_by("pk")
+        .first()
+    )
+    if message is None:
+        raise ServiceError(
+            f"No message {update.external_id} on {channel.slug} yet; replay this event once it is stored.",
+            field="external_id",
+        )
+    changed = []
+    if update.recording_url and message.recording_url != update.recording_url[:500]:
+        message.recording_url = update.recording_url[:500]
+        changed.append("recording_url")
+    if update.call_duration is not None and message.call_duration != update.call_duration:
+        message.call_duration = update.call_duration
+        changed.append("call_duration")
+    if changed:
+        message.save(update_fields=changed)
+        publish_on_commit(
+            event={
+                "type": "message.updated",
+                "case_id": message.case_id,
+                "message_id": message.pk,
+                "fields": changed,
+            },
+            groups=[groups.case_group(message.case_id)],
+        )
+    return message
+
+
 # --- inbound ---------------------------------------------------------------------------
 
 
-def _ingest_inbound(channel, inbound: InboundMessage) -> Message:
-    known = identity_find(kind=inbound.platform, platform_id=inbound.author_id)
-    found = _thread(channel, inbound, author_customer_id=known.customer_id if known else None)
+def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Message:
+    known = ctx.identity(inbound.platform, inbound.author_id)
+    author_customer_id = known.customer_id if known else None
+    found = _thread(channel, inbound, author_customer_id=author_customer_id, nowait=ctx.batch)
+    if found is None:
+        found = _early_replies_case(channel, inbound, ctx, author_customer_id=author_customer_id)
     notes: list[str] = []
     link_to = None
     if known is None and found is not None and found.rule in ("reply", "reference") and not inbound.is_public:
@@ -209,6 +459,16 @@ def _ingest_inbound(channel, inbound: InboundMessage) -> Message:
     }
     if known is not None:
         identity, created = identity_refresh(identity=known, **profile), False
+    elif ctx.batch:
+        # The batch's savepoint covers the insert race: the event is retried.
+        identity = identity_create(
+            kind=inbound.platform,
+            platform_id=inbound.author_id,
+            customer=link_to,
+            link_source=Identity.LinkSource.VERIFIED,
+            **profile,
+        )
+        created = True
     else:
         identity, created = identity_resolve(
             kind=inbound.platform,
@@ -223,13 +483,17 @@ def _ingest_inbound(channel, inbound: InboundMessage) -> Message:
             f"{'on the reply chain' if found.rule == 'reply' else 'with the case reference'})."
         )
     if found is None:
-        recent = None if created else _recent_case(identity.customer_id, at=inbound.sent_at)
+        recent = (
+            None
+            if created
+            else _recent_case(identity.customer_id, at=inbound.sent_at, lock=True, nowait=ctx.batch)
+        )
         if recent is not None:
-            found = _Found(case=recent, rule="recent")
+            found = _Found(case=recent, rule="recent", locked=True)
         else:
             subject = inbound.subject or _first_line(inbound.text)
-            case = services.case_open(customer=identity.customer, channel=channel, subject=subject)
-            found = _Found(case=case, rule="new")
+            case = services.case_build(customer=identity.customer, channel=channel, subject=subject)
+            found = _Found(case=case, rule="new", locked=True)
     elif found.case.customer_id != identity.customer_id:
         if inbound.is_public:
             why = "a public post anyone may answer"
@@ -241,9 +505,33 @@ def _ingest_inbound(channel, inbound: InboundMessage) -> Message:
             f"Written by {_label(identity)} of customer #{identity.customer_id}, not the case's "
             f"customer #{found.case.customer_id}; customers kept apart ({why}, found by {found.rule})."
         )
+    case = found.case if found.locked else _lock(found.case, nowait=ctx.batch)
+    message = _store(case, channel, inbound, identity, found, ctx, notes=notes, new_customer=created)
+    _adopt_early_replies(message, inbound, ctx)
+    return message
 
-    message = services.message_add(
-        case=found.case,
+
+def _store(
+    case: Case,
+    channel,
+    inbound: InboundMessage,
+    identity: Identity,
+    found: _Found,
+    ctx: IngestContext,
+    *,
+    notes: list[str],
+    new_customer: bool,
+) -> Message:
+    """Write the message, its case's new state and triage, and their CaseEvents.
+
+    The same changes as ``services.message_add`` followed by ``triage.triage_apply``, with
+    the triage decided before anything is written: the case is written once (one INSERT
+    for a new case), the CaseEvents in one statement, and two live events go out.
+    """
+    is_new = case.pk is None
+    ctx.attach_channels(case)
+    message = Message(
+        case=case,
         direction=Message.Direction.IN,
         kind=inbound.kind,
         text=inbound.text,
@@ -254,28 +542,86 @@ def _ingest_inbound(channel, inbound: InboundMessage) -> Message:
         reply_to=found.parent,
         in_reply_to_external_id=inbound.reply_to_external_id[:255],
         thread_key=_thread_key(inbound),
-        subject=inbound.subject,
+        subject=inbound.subject[:255],
         html=inbound.html,
         quoted_text=inbound.quoted_text,
         sent_at=inbound.sent_at,
         call_duration=inbound.call_duration,
         recording_url=inbound.recording_url[:500],
     )
+    event_kind, before = services.case_apply_message(
+        case, direction=Message.Direction.IN, kind=inbound.kind, channel=channel, at=inbound.sent_at
+    )
+    result = triage.assess_inbound(
+        case=case,
+        message=message,
+        settings=ctx.triage_settings(),
+        repeat_contacts=0 if new_customer else None,
+    )
+    message.triage = result.breakdown()
+    changed, triage_events = triage.triage_changes(case=case, message=message, result=result)
+    if is_new:
+        case.save(force_insert=True)
+        ctx.cases_created.add(case.pk)
+    else:
+        case.save()
+    message.case = case
+    message.save(force_insert=True)
+    events = []
+    if is_new:
+        events.append(
+            CaseEvent(
+                case=case,
+                kind=CaseEvent.Kind.CREATED,
+                after={"department": case.department_id, "channel": channel.pk if channel else None},
+            )
+        )
+    status_changed = case.status != before["status"] and not is_new
+    events.append(
+        CaseEvent(
+            case=case,
+            kind=event_kind,
+            before=before if status_changed else {},
+            after={"status": case.status} if status_changed else {},
+            reason=" ".join(notes),
+            message=message,
+        )
+    )
+    CaseEvent.objects.bulk_create(events + triage_events)
     _attachments_save(message, inbound)
-    if notes:
-        CaseEvent.objects.filter(message=message, case_id=message.case_id).update(reason=" ".join(notes))
-    # Triage in the same transaction: priority, category, monitoring, escalation by rule.
-    triage.triage_apply(case=message.case, message=message)
+    case_groups = triage.triage_groups(case)
+    publish_on_commit(
+        event={"type": "message.added", "case_id": case.pk, "message_id": message.pk, "direction": "in"},
+        groups=case_groups,
+    )
+    publish_on_commit(
+        event=triage.triage_event(case, change="created" if is_new else "message"), groups=case_groups
+    )
+    if {"priority", "category"} & set(changed) and ctx.escalates(case.department_id):
+        escalation.escalate_if_triggered(case=case)
     return message
 
 
-def _thread(channel, inbound: InboundMessage, *, author_customer_id: int | None) -> _Found | None:
-    """Rules 1-3 of the module docstring: the case this message continues, if any."""
+def _lock(case: Case, *, nowait: bool = False) -> Case:
+    return (
+        Case.objects.select_for_update(of=("self",), nowait=nowait).select_related("customer").get(pk=case.pk)
+    )
+
+
+def _thread(
+    channel, inbound: InboundMessage, *, author_customer_id: int | None, nowait: bool = False
+) -> _Found | None:
+    """Rules 1-3 of the module docstring: the case this message continues, if any.
+
+    The reply-chain and reference look-ups lock the case row they find, in the same query.
+    """
     global_ids = inbound.platform in GLOBAL_ID_PLATFORMS
     if inbound.reply_to_external_id:
-        parent = _parent(channel, inbound.reply_to_external_id, global_ids=global_ids)
+        parent = _parent(
+            channel, inbound.reply_to_external_id, global_ids=global_ids, lock=True, nowait=nowait
+        )
         if parent is not None:
-            return _Found(case=parent.case, rule="reply", parent=parent)
+            return _Found(case=parent.case, rule="reply", parent=parent, locked=True)
 
     keys = list(dict.fromkeys(k for k in inbound.thread_keys if k))[:MAX_THREAD_KEYS]
     if keys:
@@ -294,7 +640,7 @@ def _thread(channel, inbound: InboundMessage, *, author_customer_id: int | None)
             if best is None or score < best[0]:
                 best = (score, case_id)
         if best is not None:
-            return _Found(case=Case.objects.select_related("customer").get(pk=best[1]), rule="thread")
+            return _Found(case=_lock(Case(pk=best[1]), nowait=nowait), rule="thread", locked=True)
 
     tokens = list(
         dict.fromkeys(
@@ -303,37 +649,41 @@ def _thread(channel, inbound: InboundMessage, *, author_customer_id: int | None)
     )
     if tokens:
         by_reference = {
-            c.reference: c for c in Case.objects.select_related("customer").filter(reference__in=tokens)
+            c.reference: c
+            for c in Case.objects.select_for_update(of=("self",), nowait=nowait)
+            .select_related("customer")
+            .filter(reference__in=tokens)
+            .order_by("pk")
         }
         for token in tokens:
             if token in by_reference:
-                return _Found(case=by_reference[token], rule="reference")
+                return _Found(case=by_reference[token], rule="reference", locked=True)
     return None
 
 
-def _parent(channel, external_id: str, *, global_ids: bool) -> Message | None:
-    parent = (
-        Message.objects.select_related("case__customer")
-        .filter(channel=channel, external_id=external_id)
-        .first()
-    )
+def _parent(
+    channel, external_id: str, *, global_ids: bool, lock: bool = False, nowait: bool = False
+) -> Message | None:
+    """The message with platform id ``external_id`` on ``channel`` (any channel for global ids),
+    with its case and customer; ``lock`` also locks the case row."""
+    rows = Message.objects.select_related("case__customer")
+    if lock:
+        rows = rows.select_for_update(of=("case",), nowait=nowait)
+    parent = rows.filter(channel=channel, external_id=external_id).first()
     if parent is None and global_ids:
-        parent = (
-            Message.objects.select_related("case__customer")
-            .filter(external_id=external_id)
-            .order_by("id")
-            .first()
-        )
+        parent = rows.filter(external_id=external_id).order_by("id").first()
     return parent
 
 
-def _recent_case(customer_id: int, *, at: datetime) -> Case | None:
+def _recent_case(customer_id: int, *, at: datetime, lock: bool = False, nowait: bool = False) -> Case | None:
     """Rule 4: the customer's latest case that is open or ended within the reopen window of ``at``."""
     at = min(at, timezone.now())
     cutoff = at - timedelta(days=settings.CASE_REOPEN_WINDOW_DAYS)
+    cases = Case.objects.select_related("customer")
+    if lock:
+        cases = cases.select_for_update(of=("self",), nowait=nowait)
     return (
-        Case.objects.select_related("customer")
-        .alias(ended_at=Coalesce("closed_at", "resolved_at"))
+        cases.alias(ended_at=Coalesce("closed_at", "resolved_at"))
         .filter(customer_id=customer_id)
         .filter(
             Q(status__in=Case.OPEN_STATUSES)
@@ -342,6 +692,83 @@ def _recent_case(customer_id: int, *, at: datetime) -> Case | None:
         .order_by(F("last_inbound_at").desc(nulls_last=True), "-id")
         .first()
     )
+
+
+# --- replies that arrive before their parent --------------------------------------------------
+
+
+def _early_replies(ctx: IngestContext, channel, *, platform: str, external_id: str) -> list[_Orphan]:
+    global_ids = platform in GLOBAL_ID_PLATFORMS
+    return [o for o in ctx.orphans(external_id) if global_ids or o.channel_id == channel.pk]
+
+
+def _early_replies_case(
+    channel, inbound: InboundMessage, ctx: IngestContext, *, author_customer_id: int | None
+) -> _Found | None:
+    """Rule 3b: a message that found no case of its own joins the case of its replies that
+    arrived before it. A public post only joins its own author's early replies' case."""
+    orphans = _early_replies(ctx, channel, platform=inbound.platform, external_id=inbound.external_id)
+    if not orphans:
+        return None
+    cases = Case.objects.select_for_update(of=("self",), nowait=ctx.batch).select_related("customer")
+    cases = cases.filter(pk__in=sorted({o.case_id for o in orphans}))
+    if inbound.is_public:
+        cases = cases.filter(customer_id=author_customer_id)
+    case = cases.order_by("pk").first()
+    return _Found(case=case, rule="early_reply", locked=True) if case is not None else None
+
+
+def _adopt_early_replies(parent: Message, inbound: InboundMessage, ctx: IngestContext) -> None:
+    """Point replies that arrived before ``parent`` at it, and join them to its case.
+
+    A reply stored on another case moves to the parent's case (locked by this
+    transaction), with a ``merged`` CaseEvent on both cases; a case left with no message
+    is closed, its event saying why.
+    """
+    orphans = _early_replies(ctx, parent.channel, platform=inbound.platform, external_id=parent.external_id)
+    if not orphans:
+        return
+    Message.objects.filter(pk__in=[o.message_id for o in orphans], reply_to__isnull=True).update(
+        reply_to=parent
+    )
+    ctx.adopted(parent.external_id)
+    old_case_of = {o.message_id: o.case_id for o in orphans if o.case_id != parent.case_id}
+    if not old_case_of:
+        return
+    case = parent.case
+    moved = list(
+        Message.objects.select_related("channel").filter(pk__in=old_case_of).order_by("sent_at", "pk")
+    )
+    Message.objects.filter(pk__in=old_case_of).update(case=case)
+    for message in moved:
+        services.case_apply_message(
+            case, direction=message.direction, kind=message.kind, channel=message.channel, at=message.sent_at
+        )
+    case.save()
+    by_case: dict[int, list[int]] = defaultdict(list)
+    for message in moved:
+        by_case[old_case_of[message.pk]].append(message.pk)
+    events, emptied = [], []
+    for old_case in Case.objects.select_for_update().filter(pk__in=sorted(by_case)).order_by("pk"):
+        moved_ids = by_case[old_case.pk]
+        reason = (
+            f"{len(moved_ids)} message{'s' if len(moved_ids) != 1 else ''} answering {parent.external_id} "
+            f"arrived before it and opened {old_case.reference}; joined to {case.reference}, the case "
+            "of the message they answer."
+        )
+        for on in (old_case, case):
+            events.append(
+                CaseEvent(
+                    case=on, kind=CaseEvent.Kind.MERGED, reason=reason, message=parent,
+                    before={"case": old_case.pk, "messages": moved_ids}, after={"case": case.pk},
+                )
+            )  # fmt: skip
+        if not old_case.messages.exists():
+            emptied.append((old_case, reason))
+    CaseEvent.objects.bulk_create(events)
+    for old_case, reason in emptied:
+        services.case_set_status(case=old_case, status=Case.Status.CLOSED, actor=None, reason=reason)
+    publish_on_commit(event=triage.triage_event(case, change="merged"), groups=triage.triage_groups(case))
 
 
 # --- echoes ----------------------------------------------------------------------------

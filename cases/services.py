@@ -91,6 +91,33 @@ def _require_reason(reason: str) -> str:
     return reason
 
 
+def case_build(
+    *,
+    customer,
+    channel=None,
+    department: Department | None = None,
+    subject: str = "",
+    priority: str = Case.Priority.NORMAL,
+    category: str = "",
+) -> Case:
+    """An unsaved new case for ``customer``, routed to ``department`` or the channel's, with a
+    fresh reference. ``case_open`` saves it with its event; ``cases.ingest`` fills in the
+    first message's clocks and triage before saving it in one INSERT."""
+    department = department or (channel.department if channel else None)
+    if department is None:
+        raise ServiceError("A case needs a department or a channel to route it.", field="department")
+    return Case(
+        reference=new_reference(),
+        customer=customer,
+        department=department,
+        subject=subject[:255],
+        priority=priority,
+        category=category,
+        origin_channel=channel,
+        last_channel=channel,
+    )
+
+
 @transaction.atomic
 def case_open(
     *,
@@ -106,22 +133,18 @@ def case_open(
 
     Writes a ``created`` event; announces the case to its department after commit.
     """
-    department = department or (channel.department if channel else None)
-    if department is None:
-        raise ServiceError("A case needs a department or a channel to route it.", field="department")
     for _ in range(8):  # a reference collision is rare; try a fresh token
         try:
             with transaction.atomic():
-                case = Case.objects.create(
-                    reference=new_reference(),
+                case = case_build(
                     customer=customer,
+                    channel=channel,
                     department=department,
-                    subject=subject[:255],
+                    subject=subject,
                     priority=priority,
                     category=category,
-                    origin_channel=channel,
-                    last_channel=channel,
                 )
+                case.save(force_insert=True)
             break
         except IntegrityError:
             continue
@@ -131,10 +154,41 @@ def case_open(
         case=case,
         kind=CaseEvent.Kind.CREATED,
         actor=actor,
-        after={"department": department.pk, "channel": channel.pk if channel else None},
+        after={"department": case.department_id, "channel": channel.pk if channel else None},
     )
     _announce(case, "created")
     return case
+
+
+def case_apply_message(case: Case, *, direction: str, kind: str, channel, at: datetime) -> tuple[str, dict]:
+    """Move ``case``'s timestamps, status and clocks for a new message written at ``at``; no saving.
+
+    Returns the CaseEvent kind the message is recorded with and the case's status before.
+    Inbound messages reopen resolved cases and start the clocks we owe; outbound replies
+    stop the response clocks; internal notes change nothing. The caller holds the case's
+    row lock and saves the case (``message_add``, ``cases.ingest``).
+    """
+    before = {"status": case.status}
+    if direction == Message.Direction.IN:
+        case.first_inbound_at = case.first_inbound_at or at
+        if case.last_inbound_at is None or at >= case.last_inbound_at:
+            # Messages arrive out of order; the latest written decides the channel.
+            case.last_channel = channel or case.last_channel
+        case.last_inbound_at = max(case.last_inbound_at or at, at)
+        if case.status in (Case.Status.RESOLVED, Case.Status.CLOSED, Case.Status.WAITING_ON_CUSTOMER):
+            case.status = Case.Status.OPEN
+            case.resolved_at = case.closed_at = None
+        sla.on_inbound(case, channel=channel, at=at)
+        event_kind = CaseEvent.Kind.CALL if kind == Message.Kind.CALL else CaseEvent.Kind.MESSAGE_IN
+    elif direction == Message.Direction.OUT:
+        case.last_outbound_at = at
+        if case.status == Case.Status.NEW:
+            case.status = Case.Status.OPEN
+        sla.on_reply(case, at=at)
+        event_kind = CaseEvent.Kind.CALL if kind == Message.Kind.CALL else CaseEvent.Kind.MESSAGE_OUT
+    else:
+        event_kind = CaseEvent.Kind.NOTE
+    return event_kind, before
 
 
 @transaction.atomic
@@ -190,26 +244,7 @@ def message_add(
         delivery_state=delivery_state,
         triage=triage or {},
     )
-    before = {"status": case.status}
-    if direction == Message.Direction.IN:
-        case.first_inbound_at = case.first_inbound_at or at
-        if case.last_inbound_at is None or at >= case.last_inbound_at:
-            # Messages arrive out of order; the latest written decides the channel.
-            case.last_channel = channel or case.last_channel
-        case.last_inbound_at = max(case.last_inbound_at or at, at)
-        if case.status in (Case.Status.RESOLVED, Case.Status.CLOSED, Case.Status.WAITING_ON_CUSTOMER):
-            case.status = Case.Status.OPEN
-            case.resolved_at = case.closed_at = None
-        sla.on_inbound(case, channel=channel, at=at)
-        event_kind = CaseEvent.Kind.CALL if kind == Message.Kind.CALL else CaseEvent.Kind.MESSAGE_IN
-    elif direction == Message.Direction.OUT:
-        case.last_outbound_at = at
-        if case.status == Case.Status.NEW:
-            case.status = Case.Status.OPEN
-        sla.on_reply(case, at=at)
-        event_kind = CaseEvent.Kind.CALL if kind == Message.Kind.CALL else CaseEvent.Kind.MESSAGE_OUT
-    else:
-        event_kind = CaseEvent.Kind.NOTE
+    event_kind, before = case_apply_message(case, direction=direction, kind=kind, channel=channel, at=at)
     case.save()
     after = {"status": case.status} if case.status != before["status"] else {}
     record_event(

@@ -104,8 +104,18 @@ def _reach_points(followers: int | None) -> int:
     return next((points for limit, points in REACH_POINTS if (followers or 0) >= limit), 0)
 
 
-def assess_inbound(*, case: Case, message: Message, settings: TriageSettings | None = None) -> TriageResult:
-    """Score ``message`` (a customer's) in the context of its ``case``; reads, never writes."""
+def assess_inbound(
+    *,
+    case: Case,
+    message: Message,
+    settings: TriageSettings | None = None,
+    repeat_contacts: int | None = None,
+) -> TriageResult:
+    """Score ``message`` (a customer's) in the context of its ``case``; reads, never writes.
+
+    ``repeat_contacts`` is counted (the customer's other messages in the repeat window)
+    unless the caller knows it: a customer created for this very message has none.
+    """
     settings = settings or TriageSettings.current()
     text = " ".join(part for part in (message.subject, message.text) if part).strip()
     sentiment = (
@@ -118,16 +128,18 @@ def assess_inbound(*, case: Case, message: Message, settings: TriageSettings | N
     verified = bool(identity and identity.verified)
     tier = case.customer.tier
     since = message.sent_at - timedelta(days=settings.repeat_window_days)
-    repeat = (
-        Message.objects.filter(
-            case__customer_id=case.customer_id,
-            direction=Message.Direction.IN,
-            sent_at__gte=since,
-            sent_at__lte=message.sent_at,
+    repeat = repeat_contacts
+    if repeat is None:
+        repeat = (
+            Message.objects.filter(
+                case__customer_id=case.customer_id,
+                direction=Message.Direction.IN,
+                sent_at__gte=since,
+                sent_at__lte=message.sent_at,
+            )
+            .exclude(pk=message.pk)
+            .count()
         )
-        .exclude(pk=message.pk)
-        .count()
-    )
 
     points = {
         "sentiment": round(max(0.0, -compound) * 30),
@@ -194,7 +206,9 @@ def assess_inbound(*, case: Case, message: Message, settings: TriageSettings | N
 
 
 @transaction.atomic
-def triage_apply(*, case: Case, message: Message, actor=None) -> TriageResult:
+def triage_apply(
+    *, case: Case, message: Message, actor=None, settings: TriageSettings | None = None
+) -> TriageResult:
     """Score ``message``, store the breakdown on it, and act on the case.
 
     Guarantees: priority only ever goes up (agents lower it by hand) and a tighter
@@ -204,33 +218,56 @@ def triage_apply(*, case: Case, message: Message, actor=None) -> TriageResult:
     and a monitored case whose customer
     now needs an answer comes back. Each change is a CaseEvent whose reason is the
     score's summary; a matching priority or category escalation path is then followed.
-    Locks the case row.
+    Locks the case row. ``settings`` spares the lookup of the settings in force.
     """
     if message.direction != Message.Direction.IN:
         raise ServiceError("Only customer messages are triaged.", field="message")
     case = Case.objects.select_for_update().select_related("customer").get(pk=case.pk)
-    result = assess_inbound(case=case, message=message)
+    result = assess_inbound(case=case, message=message, settings=settings)
     message.triage = result.breakdown()
     Message.objects.filter(pk=message.pk).update(triage=message.triage)
 
-    now = timezone.now()
+    changed, events = triage_changes(case=case, message=message, result=result, actor=actor)
+    if not changed:
+        return result
+    CaseEvent.objects.bulk_create(events)
+    case.save()
+    publish_on_commit(event=triage_event(case), groups=triage_groups(case))
+    if {"priority", "category"} & set(changed):
+        escalation.escalate_if_triggered(case=case)
+    return result
+
+
+def triage_changes(
+    *, case: Case, message: Message, result: TriageResult, actor=None, now: datetime | None = None
+) -> tuple[list[str], list[CaseEvent]]:
+    """Apply ``result`` to ``case`` in memory, by :func:`triage_apply`'s rules; no saving.
+
+    Returns the fields that changed (priority, category, status) and one unsaved
+    CaseEvent per change, in that order, for the caller to save with the case (it holds
+    the case's row lock, or the case is new).
+    """
+    now = now or timezone.now()
     reason = result.summary()
     changed: list[str] = []
+    events: list[CaseEvent] = []
+
+    def event(kind: str, field_name: str, previous: str, new: str) -> None:
+        changed.append(field_name)
+        events.append(
+            CaseEvent(
+                case=case, kind=kind, actor=actor, reason=reason, message=message,
+                before={field_name: previous}, after={field_name: new},
+            )
+        )  # fmt: skip
+
     if Case.PRIORITY_RANK[result.priority] > Case.PRIORITY_RANK.get(case.priority, 0):
         previous, case.priority = case.priority, result.priority
         sla.on_priority_change(case, previous=previous, at=now)
-        services.record_event(
-            case=case, kind=CaseEvent.Kind.PRIORITY, actor=actor, reason=reason, message=message,
-            before={"priority": previous}, after={"priority": case.priority},
-        )  # fmt: skip
-        changed.append("priority")
+        event(CaseEvent.Kind.PRIORITY, "priority", previous, case.priority)
     if case.category != result.category and (not case.category or result.category == Case.Category.MAJOR):
         previous, case.category = case.category, result.category
-        services.record_event(
-            case=case, kind=CaseEvent.Kind.CATEGORY, actor=actor, reason=reason, message=message,
-            before={"category": previous}, after={"category": case.category},
-        )  # fmt: skip
-        changed.append("category")
+        event(CaseEvent.Kind.CATEGORY, "category", previous, case.category)
     target = None
     untouched = case.status == Case.Status.NEW and case.first_responded_at is None
     if result.monitor and untouched and Case.PRIORITY_RANK.get(case.priority, 0) <= 1:
@@ -240,33 +277,31 @@ def triage_apply(*, case: Case, message: Message, actor=None) -> TriageResult:
     if target is not None:
         previous, case.status = case.status, target
         sla.on_status_change(case, previous=previous, at=now)
-        services.record_event(
-            case=case, kind=CaseEvent.Kind.STATUS, actor=actor, reason=reason, message=message,
-            before={"status": previous}, after={"status": target},
-        )  # fmt: skip
-        changed.append("status")
-    if not changed:
-        return result
-    case.save()
-    publish_on_commit(
-        event={
-            "type": "case.changed",
-            "change": "triage",
-            "case_id": case.pk,
-            "reference": case.reference,
-            "department_id": case.department_id,
-            "status": case.status,
-            "priority": case.priority,
-            "category": case.category,
-            "sla_state": case.sla_state,
-            "due_at": case.due_at.isoformat() if case.due_at else None,
-        },
-        groups=[groups.case_group(case.pk), groups.department_group(case.department_id)]
-        + ([groups.user_group(case.assignee_id)] if case.assignee_id else []),
+        event(CaseEvent.Kind.STATUS, "status", previous, target)
+    return changed, events
+
+
+def triage_event(case: Case, *, change: str = "triage") -> dict:
+    """The live ``case.changed`` event after triage moved ``case``."""
+    return {
+        "type": "case.changed",
+        "change": change,
+        "case_id": case.pk,
+        "reference": case.reference,
+        "department_id": case.department_id,
+        "assignee_id": case.assignee_id,
+        "status": case.status,
+        "priority": case.priority,
+        "category": case.category,
+        "sla_state": case.sla_state,
+        "due_at": case.due_at.isoformat() if case.due_at else None,
+    }
+
+
+def triage_groups(case: Case) -> list[str]:
+    return [groups.case_group(case.pk), groups.department_group(case.department_id)] + (
+        [groups.user_group(case.assignee_id)] if case.assignee_id else []
     )
-    if {"priority", "category"} & set(changed):
-        escalation.escalate_if_triggered(case=case)
-    return result
 
 
 def _require_reason(reason: str) -> str:

@@ -107,6 +107,22 @@ class DeliveryUpdate:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class MessageUpdate:
+    """News about a message we already stored, sent after it (a call's recording).
+
+    Carried in ``ParseResult.updates`` beside delivery updates; ingest applies it to the
+    stored message with this platform id on the channel, idempotently. Empty values
+    change nothing.
+    """
+
+    external_id: str
+    recording_url: str = ""
+    # Seconds; set when the platform reports a length with the news.
+    call_duration: int | None = None
+    at: datetime | None = None
+
+
 @dataclass
 class ParseResult:
     messages: list[InboundMessage] = field(default_factory=list)

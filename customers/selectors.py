@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
+
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from .identifiers import normalize_platform_id
 from .models import Customer, Identity
@@ -18,6 +22,26 @@ def identity_find(*, kind: str, platform_id: str) -> Identity | None:
     except ValidationError:
         return None
     return Identity.objects.select_related("customer").filter(kind=kind, platform_id=canonical).first()
+
+
+def identities_find(*, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Identity]:
+    """The identities of many ``(kind, platform id)`` pairs in one query, with their customers.
+
+    Keyed by ``(kind, canonical platform id)``; pairs that are unknown or cannot be
+    normalised are simply absent.
+    """
+    by_kind: dict[str, set[str]] = defaultdict(set)
+    for kind, platform_id in keys:
+        try:
+            by_kind[kind].add(normalize_platform_id(kind, platform_id))
+        except ValidationError:
+            continue
+    if not by_kind:
+        return {}
+    match = Q()
+    for kind, ids in by_kind.items():
+        match |= Q(kind=kind, platform_id__in=sorted(ids))
+    return {(i.kind, i.platform_id): i for i in Identity.objects.select_related("customer").filter(match)}
 
 
 def customer_current(*, customer: Customer) -> Customer:

@@ -47,16 +47,15 @@ def identity_resolve(
     if identity is None:
         try:
             with transaction.atomic():
-                owner = customer or Customer.objects.create(name=(display_name or handle)[:200])
-                identity = Identity.objects.create(
-                    customer=owner,
+                identity = identity_create(
                     kind=kind,
                     platform_id=canonical,
-                    handle=handle[:255],
-                    display_name=display_name[:255],
+                    handle=handle,
+                    display_name=display_name,
                     follower_count=follower_count,
-                    verified=bool(verified),
-                    profile=profile or {},
+                    verified=verified,
+                    profile=profile,
+                    customer=customer,
                     link_source=link_source,
                 )
             return identity, True
@@ -71,6 +70,36 @@ def identity_resolve(
         profile=profile,
     )
     return identity, False
+
+
+def identity_create(
+    *,
+    kind: str,
+    platform_id: str,
+    handle: str = "",
+    display_name: str = "",
+    follower_count: int | None = None,
+    verified: bool | None = None,
+    profile: dict | None = None,
+    customer: Customer | None = None,
+    link_source: str = Identity.LinkSource.VERIFIED,
+) -> Identity:
+    """Create the Identity for ``kind`` + ``platform_id``, on ``customer`` or on a new Customer
+    named after it. No savepoint of its own: a second identity with the same id raises
+    ``IntegrityError``, so call it inside a savepoint you roll back (``identity_resolve``
+    does; the inbox batch retries the event)."""
+    owner = customer or Customer.objects.create(name=(display_name or handle)[:200])
+    return Identity.objects.create(
+        customer=owner,
+        kind=kind,
+        platform_id=platform_id,
+        handle=handle[:255],
+        display_name=display_name[:255],
+        follower_count=follower_count,
+        verified=bool(verified),
+        profile=profile or {},
+        link_source=link_source,
+    )
 
 
 def identity_refresh(

@@ -467,9 +467,16 @@ def test_delivery_updates_move_forward_and_failures_are_recorded(case, channel, 
     )
 
 
-def test_follow_up_costs_a_bounded_number_of_queries(channel, django_assert_max_num_queries):
+def test_follow_up_costs_eleven_queries(channel, django_assert_num_queries):
     ingest.ingest(channel=channel, inbound=tweet("t1"))
-    # existing message, identity, recent case, message_add (lock, insert, case, event), triage
-    # (lock, settings, repeat contacts, breakdown) and savepoints.
-    with django_assert_max_num_queries(17):
+    # stored already? (1), savepoint (2), identity (1), early replies (1), recent case locked
+    # (1), triage settings (1), repeat contacts (1), case, message and its event (3).
+    with django_assert_num_queries(11):
         ingest.ingest(channel=channel, inbound=dm("d1", at=T0 + timedelta(minutes=5)))
+
+
+def test_first_message_of_a_new_customer_costs_fifteen_queries(channel, django_assert_num_queries):
+    # stored already? (1), savepoints (4), identity looked up twice (2), early replies (1),
+    # customer and identity (2), triage settings (1), case, message, events (3), escalation paths (1).
+    with django_assert_num_queries(15):
+        ingest.ingest(channel=channel, inbound=tweet("t1"))

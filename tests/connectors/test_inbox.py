@@ -255,9 +255,9 @@ def test_failure_while_ingesting_rolls_back_and_replay_processes_after_the_fix(
     real_ingest = ingest.ingest
     calls = []
 
-    def half_then_broken(*, channel, inbound):
+    def half_then_broken(*, channel, inbound, **kwargs):
         calls.append(inbound.external_id)
-        real_ingest(channel=channel, inbound=inbound)  # writes, then the bug strikes
+        real_ingest(channel=channel, inbound=inbound, **kwargs)  # writes, then the bug strikes
         raise RuntimeError("threading bug")
 
     monkeypatch.setattr(ingest, "ingest", half_then_broken)
@@ -507,3 +507,107 @@ def test_a_worker_skips_an_event_another_worker_holds(x_channel):
     event.refresh_from_db()
     assert event.status == InboundEvent.Status.PENDING and Message.objects.count() == 0
     assert inbox.inbound_event_process(event_id=event.pk).status == InboundEvent.Status.PROCESSED
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def x_dm_body(dm_id: str, sender: str, text: str = "router still dead") -> bytes:
+    event = {
+        "type": "message_create",
+        "id": dm_id,
+        "created_timestamp": "1539208000000",
+        "message_create": {
+            "target": {"recipient_id": "777"},
+            "sender_id": sender,
+            "message_data": {"text": text},
+        },
+    }
+    users = {sender: {"id": sender, "name": f"Person {sender}", "screen_name": f"p{sender}"}}
+    return json.dumps({"for_user_id": "777", "direct_message_events": [event], "users": users}).encode()
+
+
+def store(channel, body: bytes, delivery_id: str | None = None):
+    event, _ = inbox.inbound_event_store(
+        channel=channel, delivery_id=delivery_id or hashlib.sha256(body).hexdigest(), body=body, enqueue=False
+    )
+    return event
+
+
+def test_batch_processes_pending_events_and_a_bad_one_fails_alone(x_channel, monkeypatch):
+    good = [store(x_channel, fixture_bytes("x", name)) for name in ("mention.json", "reply.json")]
+    malformed = store(x_channel, b'{"for_user_id": "777", "tweet_create_events": [')
+    broken = store(x_channel, x_dm_body("dm-broken", "6160"))
+    late = store(x_channel, fixture_bytes("x", "dm.json"))
+    real_ingest = ingest.ingest
+
+    def broken_for_one(*, channel, inbound, **kwargs):
+        message = real_ingest(channel=channel, inbound=inbound, **kwargs)  # writes, then fails
+        if inbound.external_id == "dm-broken":
+            raise RuntimeError("threading bug")
+        return message
+
+    monkeypatch.setattr(ingest, "ingest", broken_for_one)
+
+    result = inbox.inbound_events_process_batch(limit=10)
+
+    assert result.events == 5 and not result.more
+    assert result.statuses == {"processed": 3, "failed": 2}
+    assert (result.messages_created, result.cases_created, result.cases_updated) == (3, 1, 0)
+    statuses = dict(InboundEvent.objects.values_list("pk", "status"))
+    assert [statuses[e.pk] for e in (*good, late)] == ["processed"] * 3
+    assert statuses[malformed.pk] == statuses[broken.pk] == "failed"
+    broken.refresh_from_db()
+    assert broken.error == "RuntimeError: threading bug" and broken.attempts == 1
+    # Nothing of the failed event survives; the others are one conversation.
+    assert not Message.objects.filter(external_id="dm-broken").exists()
+    assert not Identity.objects.filter(platform_id="6160").exists()
+    assert Case.objects.count() == 1 and Message.objects.count() == 3
+    # Processed and failed events are not taken again.
+    assert inbox.inbound_events_process_batch(limit=10).events == 0
+
+
+def test_batch_takes_only_the_limit_oldest_first(x_channel):
+    events = [store(x_channel, x_dm_body(f"dm{i}", f"90{i}")) for i in range(3)]
+
+    first = inbox.inbound_events_process_batch(limit=2)
+
+    assert first.events == 2 and first.more
+    assert list(InboundEvent.objects.filter(status="pending").values_list("pk", flat=True)) == [events[2].pk]
+    assert inbox.inbound_events_process_batch(limit=2).events == 1
+
+
+def test_batch_and_single_event_paths_thread_alike(x_channel):
+    store(x_channel, fixture_bytes("x", "mention.json"))
+    inbox.inbound_events_process_batch()
+    store(x_channel, fixture_bytes("x", "reply.json"))
+    store(x_channel, fixture_bytes("x", "dm.json"))
+
+    inbox.inbound_events_process_batch()
+
+    case = Case.objects.get()
+    mention, reply, dm = case.messages.order_by("sent_at")
+    assert reply.reply_to == mention and dm.kind == "dm"
+    assert Customer.objects.count() == 1
+    assert list(case.events.values_list("kind", flat=True).order_by("id")) == list(
+        CaseEvent.objects.filter(case=case).order_by("id").values_list("kind", flat=True)
+    )
+
+
+@pytest.mark.parametrize("follow_ups", [2, 5])
+def test_batch_of_follow_ups_costs_seven_queries_a_message(x_channel, django_assert_num_queries, follow_ups):
+    for i in range(follow_ups):
+        store(x_channel, x_dm_body(f"first{i}", f"80{i}"))
+    inbox.inbound_events_process_batch()
+    for i in range(follow_ups):
+        store(x_channel, x_dm_body(f"again{i}", f"80{i}", text="any news?"))
+
+    # Per batch: the events (1), their channels (1), stored messages, identities and early
+    # replies (3), triage settings (1), the statuses (1), and here the batch's savepoint (2)
+    # inside the test's transaction. Per message: savepoint (2), the customer's recent
+    # case, locked (1), repeat contacts (1), case, message and event (3).
+    with django_assert_num_queries(9 + 7 * follow_ups):
+        result = inbox.inbound_events_process_batch()
+
+    assert result.statuses == {"processed": follow_ups} and result.cases_updated == follow_ups
+    assert Case.objects.count() == follow_ups and Message.objects.count() == 2 * follow_ups
