@@ -7,10 +7,13 @@ query count.
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters as filters
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
@@ -90,6 +93,23 @@ class ChoicesFilter(filters.MultipleChoiceFilter):
         return qs.filter(**{f"{self.field_name}__in": value}) if value else qs
 
 
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time, kept in UTC: the database refuses offsets beyond ±15:59."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValidationError("That time is out of range.", code="invalid") from exc
+
+
+class TimeFilter(filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class SearchFilter(filters.CharFilter):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("method", "search")
@@ -110,12 +130,12 @@ class CaseFilterSet(filters.FilterSet):
     priority = ChoicesFilter(choices=Case.Priority.choices)
     category = ChoicesFilter(choices=Case.Category.choices)
     sla_state = ChoicesFilter(choices=Case.SlaState.choices)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    updated_after = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
-    updated_before = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
-    due_after = filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="gte")
-    due_before = filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
+    created_after = TimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = TimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = TimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = TimeFilter(field_name="updated_at", lookup_expr="lt")
+    due_after = TimeFilter(field_name="due_at", lookup_expr="gte")
+    due_before = TimeFilter(field_name="due_at", lookup_expr="lt")
     q = SearchFilter(help_text="Reference, subject or customer name")
 
     class Meta:
@@ -141,8 +161,8 @@ class MessageFilterSet(filters.FilterSet):
     kind = ChoicesFilter(choices=Message.Kind.choices)
     delivery_state = ChoicesFilter(choices=Message.Delivery.choices)
     is_public = filters.BooleanFilter()
-    sent_after = filters.IsoDateTimeFilter(field_name="sent_at", lookup_expr="gte")
-    sent_before = filters.IsoDateTimeFilter(field_name="sent_at", lookup_expr="lt")
+    sent_after = TimeFilter(field_name="sent_at", lookup_expr="gte")
+    sent_before = TimeFilter(field_name="sent_at", lookup_expr="lt")
     q = SearchFilter(help_text="Text of the message")
 
     class Meta:
@@ -158,8 +178,8 @@ class CaseEventFilterSet(filters.FilterSet):
     case_id = IdFilter(field_name="case_id")
     actor_id = IdFilter(field_name="actor_id", allow_null=True, label="Actor id (null: the system)")
     kind = ChoicesFilter(choices=CaseEvent.Kind.choices)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = TimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = TimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = CaseEvent
@@ -170,10 +190,10 @@ class CustomerFilterSet(filters.FilterSet):
     id = IdFilter(field_name="id")
     tier = ChoicesFilter(choices=Customer.Tier.choices)
     merged = filters.BooleanFilter(field_name="merged_into", lookup_expr="isnull", exclude=True)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    updated_after = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
-    updated_before = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    created_after = TimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = TimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = TimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = TimeFilter(field_name="updated_at", lookup_expr="lt")
     q = SearchFilter(help_text="Name, or an identity's handle or platform id")
 
     class Meta:
@@ -304,8 +324,8 @@ class EscalationPathFilterSet(filters.FilterSet):
 class WebhookDeliveryFilterSet(filters.FilterSet):
     status = ChoicesFilter(choices=WebhookDelivery.Status.choices)
     event_type = ChoicesFilter(choices=WebhookEvent.choices)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = TimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = TimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = WebhookDelivery

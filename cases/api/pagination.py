@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import reduce
 from operator import or_
 
@@ -134,9 +135,19 @@ class KeysetPagination(BasePagination):
                 if isinstance(value, int) and not -(2**63) < value < 2**63:
                     raise ValueError("out of range")
                 field = model._meta.get_field(key.field.removesuffix("_id"))
-                decoded.append(None if value is None else field.to_python(value))
+                value = None if value is None else field.to_python(value)
+                if isinstance(value, datetime):
+                    value = value.astimezone(UTC)  # the database refuses far-out offsets
+                decoded.append(value)
             return decoded
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, DjangoValidationError) as exc:
+        except (
+            ValueError,
+            TypeError,
+            OverflowError,
+            binascii.Error,
+            UnicodeDecodeError,
+            DjangoValidationError,
+        ) as exc:
             raise ServiceError(
                 "The cursor is not one this API gave out.", code="invalid_cursor", field="cursor"
             ) from exc

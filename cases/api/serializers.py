@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.contrib.auth import get_user_model
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
 from rest_framework import serializers
 
 from cases import permissions
@@ -204,6 +205,8 @@ class MessageSerializer(serializers.ModelSerializer):
     reply_to_id = serializers.IntegerField(read_only=True, allow_null=True)
     author = UserSummarySerializer(read_only=True, allow_null=True)
     attachments = AttachmentSerializer(many=True, read_only=True)
+    # Blank when there is none, so not typed as a URI.
+    recording_url = serializers.CharField(read_only=True)
 
     class Meta:
         model = Message
@@ -421,6 +424,13 @@ class ChannelSerializer(ModelRulesMixin, serializers.ModelSerializer):
     """A channel; ``secret_env`` and ``api_base_url`` are shown to admins only, and no secret ever is."""
 
     department_id = serializers.PrimaryKeyRelatedField(queryset=Department.objects.all(), source="department")
+    api_base_url = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Admins only. Blank: the platform's own API.",
+    )
     secret_env = serializers.DictField(
         child=serializers.CharField(max_length=128),
         required=False,
@@ -443,7 +453,6 @@ class ChannelSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "created_at",
         )
         read_only_fields = ("created_at",)
-        extra_kwargs = {"api_base_url": {"help_text": "Admins only. Blank: the platform's own API."}}
 
     ADMIN_ONLY = ("secret_env", "api_base_url")
 

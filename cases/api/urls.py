@@ -1,6 +1,6 @@
 """Routes of ``/api/v1/`` (mounted by ``config/urls.py``)."""
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from . import views
@@ -30,4 +30,6 @@ urlpatterns = [
         name="webhook-deliveries",
     ),
     *router.urls,
+    # Anything else under /api/v1/ is a 404 in the API's own shape, not the site's HTML page.
+    re_path(r"^.*$", views.not_found),
 ]

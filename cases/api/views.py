@@ -4,7 +4,9 @@ calls one service and answers with the updated object. Rules come from ``cases.p
 
 from __future__ import annotations
 
+from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, status, viewsets
@@ -26,7 +28,7 @@ from customers import services as customer_services
 from customers.models import Identity
 
 from . import filters, selectors, serializers
-from .exceptions import exception_handler
+from .exceptions import error_body, exception_handler
 from .pagination import CasePagination, KeysetPagination, MessagePagination, NewestFirstPagination
 from .permissions import CanMergeCustomers, IsAdmin, IsMember, MembersReadAdminsWrite, SessionOnly
 from .schema import CaselineAutoSchema
@@ -501,3 +503,9 @@ class WebhookDeliveryListView(ApiMixin, generics.ListAPIView):
             return WebhookDelivery.objects.none()
         subscription = get_object_or_404(selectors.webhook_subscription_list(), pk=self.kwargs["id"])
         return selectors.webhook_delivery_list(subscription=subscription)
+
+
+@csrf_exempt  # it changes nothing, whatever the method
+def not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
+    """Any URL under the API that names no endpoint."""
+    return JsonResponse(error_body(code="not_found", message="Not found."), status=404)
