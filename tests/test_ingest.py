@@ -480,3 +480,102 @@ def test_first_message_of_a_new_customer_costs_fifteen_queries(channel, django_a
     # customer and identity (2), triage settings (1), case, message, events (3), escalation paths (1).
     with django_assert_num_queries(15):
         ingest.ingest(channel=channel, inbound=tweet("t1"))
+
+
+# --- a reply that arrives before its parent --------------------------------------------------
+
+
+def whatsapp(external_id: str, *, author: str = "16505551234", at: datetime = T0, **extra) -> InboundMessage:
+    values = {
+        "platform": "whatsapp",
+        "external_id": external_id,
+        "author_id": author,
+        "kind": "dm",
+        "sent_at": at,
+        "text": f"message {external_id}",
+    }
+    if extra.get("reply_to_external_id"):
+        values["thread_keys"] = (extra["reply_to_external_id"],)
+    return InboundMessage(**(values | extra))
+
+
+@pytest.fixture
+def wa_channel(department):
+    return factories.ChannelFactory(
+        kind="whatsapp", slug="brand-wa", department=department, account_id="1065"
+    )
+
+
+@pytest.mark.parametrize("platform", ["x", "whatsapp", "email"])
+def test_parent_arriving_after_its_reply_joins_the_reply_s_case(channel, wa_channel, mailboxes, platform):
+    ch, make, parent_id, reply_id = {
+        "x": (channel, tweet, "t1", "t2"),
+        "whatsapp": (wa_channel, whatsapp, "wamid.A1", "wamid.A2"),
+        "email": (mailboxes[0], mail, "<p1@home.example>", "<p2@home.example>"),
+    }[platform]
+    reply = ingest.ingest(
+        channel=ch, inbound=make(reply_id, at=T0 + timedelta(minutes=2), reply_to_external_id=parent_id)
+    )
+    assert reply.reply_to is None and reply.in_reply_to_external_id == parent_id
+
+    parent = ingest.ingest(channel=ch, inbound=make(parent_id, at=T0))
+
+    reply.refresh_from_db()
+    assert parent.case == reply.case and reply.reply_to == parent
+    assert Case.objects.count() == 1 and Customer.objects.count() == 1
+    assert list(parent.case.messages.values_list("external_id", flat=True)) == [parent_id, reply_id]
+    assert not CaseEvent.objects.filter(kind="merged").exists()
+
+
+def test_early_email_reply_from_another_mailbox_is_adopted_by_message_id(mailboxes):
+    support, billing = mailboxes
+    reply = ingest.ingest(
+        channel=billing,
+        inbound=mail("<b2@x>", author="colleague@example.test", reply_to_external_id="<b1@x>"),
+    )
+
+    parent = ingest.ingest(channel=support, inbound=mail("<b1@x>", at=T0 - timedelta(minutes=5)))
+
+    reply.refresh_from_db()
+    assert reply.reply_to == parent
+
+
+def test_early_reply_on_another_case_is_moved_to_the_parent_s_case_with_events(channel, settings):
+    settings.CASE_REOPEN_WINDOW_DAYS = 7
+    with time_machine.travel(T0, tick=False):
+        old = ingest.ingest(channel=channel, inbound=tweet("t0", at=T0))
+        services.case_set_status(case=old.case, status="closed", actor=None)
+    later = T0 + timedelta(days=30)
+    with time_machine.travel(later, tick=False):
+        # The customer answers their own new tweet t1 (itself a reply to t0); t2 arrives first.
+        early = ingest.ingest(
+            channel=channel, inbound=tweet("t2", at=later + timedelta(minutes=1), reply_to_external_id="t1")
+        )
+        assert early.case != old.case
+        stray_case = early.case
+
+        parent = ingest.ingest(channel=channel, inbound=tweet("t1", at=later, reply_to_external_id="t0"))
+
+    early.refresh_from_db()
+    stray_case.refresh_from_db()
+    assert parent.case == old.case == early.case and early.reply_to == parent
+    assert stray_case.status == Case.Status.CLOSED and not stray_case.messages.exists()
+    merged = CaseEvent.objects.filter(kind="merged").order_by("id")
+    assert [e.case_id for e in merged] == [stray_case.pk, old.case_id]
+    assert all(e.before == {"case": stray_case.pk, "messages": [early.pk]} for e in merged)
+    assert all(e.after == {"case": old.case_id} and e.message == parent for e in merged)
+    old.case.refresh_from_db()
+    assert old.case.status == Case.Status.OPEN and old.case.last_inbound_at == early.sent_at
+    closing = CaseEvent.objects.get(case=stray_case, kind="status")
+    assert closing.after == {"status": "closed"} and old.case.reference in closing.reason
+
+
+def test_reply_and_parent_in_one_batch_in_reverse_order_are_one_case(channel):
+    context = ingest.IngestContext(batch=True)
+    items = [tweet("t2", at=T0 + timedelta(minutes=1), reply_to_external_id="t1"), tweet("t1")]
+    context.prefetch([(channel, m) for m in items])
+
+    reply, parent = (ingest.ingest(channel=channel, inbound=m, context=context) for m in items)
+
+    reply.refresh_from_db()
+    assert reply.case == parent.case and reply.reply_to == parent and Case.objects.count() == 1
