@@ -33,6 +33,14 @@ class QueueFilterForm(forms.Form):
         + [(s.value, s.label) for s in map(Case.Status, Case.OPEN_STATUSES)],
     )
     department = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    q = forms.CharField(
+        required=False,
+        label="Search",
+        max_length=selectors.SEARCH_MAX_LENGTH,
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Reference, @handle, e-mail, phone, words", "size": 34}
+        ),
+    )
     after = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, departments, all_label: str = "All my departments", **kwargs):
@@ -61,6 +69,186 @@ class StatusForm(forms.Form):
 class PriorityForm(forms.Form):
     priority = forms.ChoiceField(choices=Case.Priority.choices)
     reason = forms.CharField(required=False, max_length=500)
+
+
+REASON_REQUIRED = {"required": "Say why; it stays on the case's record."}
+
+
+def _reason(label: str = "Reason") -> forms.CharField:
+    return forms.CharField(label=label, max_length=1000, error_messages=REASON_REQUIRED)
+
+
+# Platforms where a reply can be public (a post or comment everyone sees).
+PUBLIC_KINDS = ("x", "facebook", "instagram")
+
+
+class ReplyForm(forms.Form):
+    """A reply to the customer: which company channel, to which of their identities, public or private."""
+
+    channel = forms.TypedChoiceField(coerce=int, label="Channel")
+    identity = forms.TypedChoiceField(coerce=int, label="To", required=False, empty_value=None)
+    visibility = forms.ChoiceField(
+        label="Visibility",
+        choices=[("private", "Private message"), ("public", "Public reply")],
+        initial="private",
+        widget=forms.RadioSelect,
+    )
+    text = forms.CharField(label="Reply", max_length=10_000, widget=forms.Textarea(attrs={"rows": 4}))
+    # When the agent began this draft (server time): the reply is refused if the customer
+    # wrote or a colleague replied after it.
+    draft_started_at = forms.DateTimeField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, channels, identities, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.channels = {channel.pk: channel for channel in channels}
+        self.identities = {identity.pk: identity for identity in identities}
+        self.fields["channel"].choices = [(channel.pk, str(channel)) for channel in channels]
+        self.fields["identity"].choices = [("", "Their latest")] + [
+            (identity.pk, str(identity)) for identity in identities
+        ]
+
+    def clean(self):
+        data = super().clean()
+        channel = self.channels.get(data.get("channel"))
+        identity = self.identities.get(data.get("identity")) if data.get("identity") else None
+        data["channel_obj"], data["identity_obj"] = channel, identity
+        if channel is None:
+            return data
+        if identity is not None and identity.kind != channel.kind:
+            self.add_error(
+                "identity", f"Choose one of the customer's {channel.get_kind_display()} identities, or none."
+            )
+        data["is_public"] = data.get("visibility") == "public"
+        if data["is_public"] and channel.kind not in PUBLIC_KINDS:
+            self.add_error("visibility", f"A reply on {channel.get_kind_display()} is always private.")
+        return data
+
+
+def parse_duration(raw: str) -> int:
+    """Seconds from "185", "3:05" or "1:02:05"; ``ValueError`` otherwise."""
+    parts = (raw or "").strip().split(":")
+    if not parts or len(parts) > 3 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(raw)
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+class DurationField(forms.CharField):
+    default_error_messages = {"invalid": "Write the length as minutes:seconds (3:05) or seconds (185)."}
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class CallForm(forms.Form):
+    direction = forms.ChoiceField(
+        label="Direction", choices=[("in", "Customer called us"), ("out", "We called the customer")]
+    )
+    number = forms.CharField(label="Number", max_length=40)
+    duration = DurationField(
+        label="Duration", max_length=12, widget=forms.TextInput(attrs={"placeholder": "m:ss"})
+    )
+    notes = forms.CharField(
+        label="Notes", required=False, max_length=10_000, widget=forms.Textarea(attrs={"rows": 3})
+    )
+
+
+class AssignForm(forms.Form):
+    assignee = forms.TypedChoiceField(label="Assignee", coerce=int, required=False, empty_value=None)
+
+    def __init__(self, *args, members, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.members = {user.pk: user for user in members}
+        self.fields["assignee"].choices = [("", "Nobody (unassigned)")] + [
+            (user.pk, user.get_full_name() or user.email) for user in members
+        ]
+
+
+class TransferForm(forms.Form):
+    to_department = forms.TypedChoiceField(label="To department", coerce=int)
+    reason = _reason()
+    note = forms.CharField(label="Hand-off note", required=False, max_length=2000)
+
+    def __init__(self, *args, departments, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.departments = {department.pk: department for department in departments}
+        self.fields["to_department"].choices = [("", "Choose…")] + [(d.pk, d.name) for d in departments]
+
+
+class EscalateForm(forms.Form):
+    reason = _reason()
+    note = forms.CharField(label="Hand-off note", required=False, max_length=2000)
+
+
+class ReasonForm(forms.Form):
+    """Monitor only / needs an answer: a reason on record."""
+
+    reason = _reason()
+
+
+class TakeOverForm(forms.Form):
+    reason = forms.CharField(label="Reason", required=False, max_length=500)
+
+
+class BoardFilterForm(forms.Form):
+    department = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Department")
+    agent = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Agent")
+    sla = forms.ChoiceField(
+        required=False,
+        label="Promise",
+        choices=[
+            ("", "Any promise state"),
+            ("breached", "Breached"),
+            ("at_risk", "At risk"),
+            ("ok", "On track"),
+        ],
+    )
+    unassigned = forms.BooleanField(required=False, label="Unassigned only")
+
+    def __init__(self, *args, departments, agents, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["department"].choices = [("", "All my departments")] + [
+            (d.pk, d.name) for d in departments
+        ]
+        self.fields["agent"].choices = [("", "Any agent")] + [(row.key, row.label) for row in agents]
+
+
+class BulkReassignForm(forms.Form):
+    cases = forms.TypedMultipleChoiceField(
+        label="Cases", coerce=int, error_messages={"required": "Tick at least one case."}
+    )
+    to_department = forms.TypedChoiceField(
+        label="To department", coerce=int, required=False, empty_value=None
+    )
+    assignee = forms.TypedChoiceField(label="Assignee", coerce=int, required=False, empty_value=None)
+    reason = _reason()
+    note = forms.CharField(label="Hand-off note", required=False, max_length=2000)
+
+    def __init__(self, *args, case_ids, departments, members, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.departments = {department.pk: department for department in departments}
+        self.users = {membership.user_id: membership.user for membership in members}
+        self.fields["cases"].choices = [(pk, pk) for pk in case_ids]
+        self.fields["to_department"].choices = [("", "Keep their department")] + [
+            (d.pk, d.name) for d in departments
+        ]
+        self.fields["assignee"].choices = [("", "Leave unassigned")] + [
+            (m.user_id, f"{m.user.get_full_name() or m.user.email} · {m.department.name}") for m in members
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and data.get("to_department") is None and data.get("assignee") is None:
+            self.add_error("to_department", "Choose a department, an assignee or both.")
+        return data
 
 
 def error_messages(form: forms.Form) -> list[str]:

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.core.exceptions import ValidationError
 from django.db.models import Case as DbCase
-from django.db.models import CharField, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
-from django.db.models.functions import Coalesce, NullIf, Substr
+from django.db.models import CharField, Count, F, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce, Lower, NullIf, Substr
 
-from customers.models import Identity
+from customers.identifiers import normalize_platform_id
+from customers.models import Customer, Identity
 
 from . import permissions
-from .models import QUEUE_NO_DUE, QUEUE_WORK_STATUSES, Case, Department, Message
+from .models import (
+    QUEUE_NO_DUE,
+    QUEUE_WORK_STATUSES,
+    REFERENCE_ALPHABET,
+    REFERENCE_LENGTH,
+    Case,
+    CaseEvent,
+    Department,
+    Incident,
+    Membership,
+    Message,
+)
 
 # Queue paging: keyset ("rows after the last one shown", by (queue_due, id)), not OFFSET
 # pages with a total. A Paginator counts the whole queue on every view and OFFSET reads
@@ -34,20 +50,25 @@ def user_department_ids(*, user) -> list[int]:
     return sorted(permissions.department_ids(user))
 
 
-def user_departments(*, user) -> list[Department]:
-    """The departments ``user`` belongs to, by name; cached on the user for the request."""
-    cached = getattr(user, "_caseline_departments", None)
+def all_departments(*, user) -> list[Department]:
+    """Every department, by name (a short list); one query, cached on the user for the request."""
+    cached = getattr(user, "_caseline_all_departments", None)
     if cached is None:
-        ids = permissions.department_ids(user)
-        cached = list(Department.objects.filter(pk__in=ids).order_by("name")) if ids else []
-        user._caseline_departments = cached
+        cached = list(Department.objects.order_by("name"))
+        user._caseline_all_departments = cached
     return cached
+
+
+def user_departments(*, user) -> list[Department]:
+    """The departments ``user`` belongs to, by name."""
+    ids = permissions.department_ids(user)
+    return [department for department in all_departments(user=user) if department.pk in ids] if ids else []
 
 
 def queue_departments(*, user) -> list[Department]:
     """Departments whose queues ``user`` may filter on: all active ones for admins, else their own."""
     if permissions.is_admin(user):
-        return list(Department.objects.filter(is_active=True).order_by("name"))
+        return [department for department in all_departments(user=user) if department.is_active]
     return user_departments(user=user)
 
 
@@ -165,12 +186,14 @@ def case_queue(
     priority: str = "",
     status: str = "",
     department_id: int | None = None,
+    q: str = "",
     after: QueueCursor | None = None,
     limit: int | None = None,
 ) -> QuerySet[Case]:
     """Open cases of one queue tab that ``user`` may see, soonest due first, then newest.
 
-    ``view`` is one of ``QUEUE_VIEWS``; filters are exact values (callers validate them).
+    ``view`` is one of ``QUEUE_VIEWS``; filters are exact values (callers validate them);
+    ``q`` is a desk search (:func:`search_q`).
     Rows carry what a queue row shows: customer, department, assignee, last channel,
     ``last_identity_label`` and ``opening_words``. Paging is by ``after`` (keyset),
     never by OFFSET, so a deep page costs what the first does.
@@ -202,6 +225,8 @@ def case_queue(
         queryset = queryset.filter(priority=priority)
     if department_id is not None:
         queryset = queryset.filter(department_id=department_id)
+    if q:
+        queryset = queryset.filter(search_q(q))
     if after is not None:
         queryset = queryset.alias(queue_due=queue_due()).filter(_after(after))
     order = (queue_due().asc(), "-id")
@@ -267,3 +292,471 @@ def customer_other_cases(*, user, case: Case, limit: int = 10) -> list[Case]:
         .distinct()
         .order_by("-created_at")[:limit]
     )
+
+
+# --- Search ------------------------------------------------------------------------------------
+
+REFERENCE_RE = re.compile(rf"^(?:C-)?([{REFERENCE_ALPHABET}]{{{REFERENCE_LENGTH}}})$", re.IGNORECASE)
+PHONE_RE = re.compile(r"^\+?[\d\s().-]{7,}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Longest search text taken; the rest is ignored.
+SEARCH_MAX_LENGTH = 200
+
+
+def search_reference(q: str) -> str | None:
+    """The case reference ``q`` spells (``C-7Q4K2`` or ``7q4k2``), or None."""
+    match = REFERENCE_RE.match((q or "").strip())
+    return f"C-{match.group(1).upper()}" if match else None
+
+
+def _identity_customers(q: str) -> QuerySet | None:
+    """Customers with an identity matching a handle, e-mail address or phone number ``q``."""
+    text = q.strip()
+    if EMAIL_RE.match(text):
+        try:
+            address = normalize_platform_id("email", text)
+        except ValidationError:
+            return None
+        return Identity.objects.filter(kind="email", platform_id=address).values("customer_id")
+    if PHONE_RE.match(text) and sum(ch.isdigit() for ch in text) >= 7:
+        try:
+            number = normalize_platform_id("phone", text)
+        except ValidationError:
+            return None
+        return Identity.objects.filter(kind__in=["phone", "whatsapp"], platform_id=number).values(
+            "customer_id"
+        )
+    if " " not in text:
+        handle = text.lower()
+        bare = handle.removeprefix("@")
+        return (
+            Identity.objects.alias(handle_lower=Lower("handle"))
+            .filter(handle_lower__in={handle, bare, f"@{bare}"})
+            .values("customer_id")
+        )
+    return None
+
+
+def search_q(q: str) -> Q:
+    """Cases matching a desk search: a reference, a handle, e-mail or phone of any of the customer's
+    identities, the customer's name, or words in the subject or any message.
+
+    Every branch is an index read: the reference's unique index, the identity indexes
+    (lower(handle), kind + platform_id), lower(customer name), and on PostgreSQL the GIN
+    full-text indexes ``case_subject_search_idx`` / ``message_text_search_idx`` (English
+    stemming, web-search syntax: quotes, ``or``, ``-word``). SQLite falls back to LIKE.
+    """
+    text = (q or "").strip()[:SEARCH_MAX_LENGTH]
+    if not text:
+        return Q()
+    reference = search_reference(text)
+    if reference and text.upper().startswith("C-"):
+        return Q(reference=reference)
+    found = Q(reference=reference) if reference else Q(pk__in=[])
+    customers = _identity_customers(text)
+    if customers is not None:
+        found |= Q(customer_id__in=customers)
+    found |= Q(
+        customer_id__in=Customer.objects.alias(name_lower=Lower("name"))
+        .filter(name_lower=text.lower())
+        .values("pk")
+    )
+    if settings.IS_POSTGRES:
+        query = SearchQuery(text, config="english", search_type="websearch")
+        messages = (
+            Message.objects.alias(search=SearchVector("text", config="english"))
+            .filter(search=query)
+            .values("case_id")
+        )
+        subjects = (
+            Case.objects.alias(search=SearchVector("subject", config="english"))
+            .filter(search=query)
+            .values("pk")
+        )
+        found |= Q(pk__in=subjects) | Q(pk__in=messages)
+    else:
+        found |= Q(subject__icontains=text) | Q(
+            pk__in=Message.objects.filter(text__icontains=text).values("case_id")
+        )
+    return found
+
+
+# --- Live updates --------------------------------------------------------------------------------
+
+SORT_ID_SPAN = 10**19
+
+
+def queue_key(due_at: datetime | None, case_id: int) -> str:
+    """A string that sorts like the queue (next deadline first, then newest): desk.js places a pushed
+    row by comparing it with its neighbours' keys."""
+    due = (due_at or NO_DUE) - datetime(1, 1, 1, tzinfo=UTC)
+    micros = (due.days * 86_400 + due.seconds) * 1_000_000 + due.microseconds
+    return f"{micros:020d}.{SORT_ID_SPAN - case_id:020d}"
+
+
+@dataclass(frozen=True)
+class QueueWindow:
+    """What one open queue page shows: a tab, its filters, and the part of the order it covers."""
+
+    view: str = "department"
+    channel_kind: str = ""
+    priority: str = ""
+    status: str = ""
+    department_id: int | None = None
+    q: str = ""
+    # Rows after this cursor (a later page) ...
+    after: QueueCursor | None = None
+    # ... up to and including this one (there is a next page); None: to the end.
+    until: QueueCursor | None = None
+
+
+def queue_match(case: Case, *, user, window: QueueWindow) -> bool:
+    """Whether ``case`` belongs on the page ``window`` describes for ``user``: the same rules as
+    :func:`case_queue`, evaluated on one row in memory (live updates test every pushed row).
+
+    The search text is not evaluated here; pages with a search only update rows they show.
+    """
+    user_id = user.pk if user and user.is_authenticated else None
+    admin = permissions.is_admin(user)
+    mine_departments = permissions.department_ids(user)
+    in_department = admin or case.department_id in mine_departments
+    work = in_department or (user_id is not None and case.assignee_id == user_id)
+    scope = {
+        "mine": user_id is not None and case.assignee_id == user_id,
+        "department": in_department,
+        "unassigned": in_department and case.assignee_id is None,
+        "at_risk": work and case.sla_state in (Case.SlaState.AT_RISK, Case.SlaState.BREACHED),
+        "monitoring": work,
+    }.get(window.view, False)
+    if not scope:
+        return False
+    if window.status:
+        statuses = {window.status}
+    elif window.view == "monitoring":
+        statuses = {Case.Status.MONITORING}
+    else:
+        statuses = set(WORK_STATUSES)
+    if case.status not in statuses:
+        return False
+    if window.channel_kind and (case.last_channel is None or case.last_channel.kind != window.channel_kind):
+        return False
+    if window.priority and case.priority != window.priority:
+        return False
+    if window.department_id is not None and case.department_id != window.department_id:
+        return False
+    key = queue_key(case.due_at, case.pk)
+    if window.after is not None and key <= queue_key(window.after.due_at, window.after.id):
+        return False
+    return not (window.until is not None and key > queue_key(window.until.due_at, window.until.id))
+
+
+def live_queue_rows(*, case_ids) -> dict[int, Case]:
+    """Cases by id with everything a queue row shows (as :func:`case_queue` annotates them)."""
+    ids = sorted({int(pk) for pk in case_ids})
+    if not ids:
+        return {}
+    rows = (
+        Case.objects.filter(pk__in=ids)
+        .select_related("customer", "department", "assignee", "last_channel")
+        .annotate(last_identity_label=_last_identity_label(), opening_words=_opening_words())
+    )
+    return {case.pk: case for case in rows}
+
+
+def work_case_ids(*, user, case_ids) -> set[int]:
+    """Which of ``case_ids`` are ``user``'s work (their departments' or their own): what a queue may show."""
+    ids = {int(pk) for pk in case_ids}
+    if not ids:
+        return set()
+    return set(Case.objects.filter(_work_scope(user), pk__in=ids).values_list("pk", flat=True))
+
+
+def live_case(*, case_id: int) -> Case | None:
+    """One case with what its page header shows; for live pushes (no permission check: callers do)."""
+    return (
+        Case.objects.select_related("customer", "department", "assignee", "last_channel", "origin_channel")
+        .filter(pk=case_id)
+        .first()
+    )
+
+
+def live_message(*, message_id: int) -> Message | None:
+    """One timeline entry as :func:`case_timeline` loads it."""
+    return (
+        Message.objects.filter(pk=message_id)
+        .select_related("channel", "identity", "author", "case__customer")
+        .prefetch_related("attachments")
+        .first()
+    )
+
+
+def live_seq() -> int:
+    """The newest case event's id: a page remembers it to ask later whether it missed anything."""
+    return CaseEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def queue_changed_since(*, user, seq: int) -> bool:
+    """Whether any of ``user``'s work cases has an event newer than ``seq`` (a page's render)."""
+    return (
+        CaseEvent.objects.filter(id__gt=seq)
+        .filter(Q(case__in=Case.objects.filter(_work_scope(user)).values("pk")))
+        .exists()
+    )
+
+
+def case_changed_since(*, case_id: int, at: datetime) -> bool:
+    """Whether ``case`` has an event or a message stored after ``at`` (a page's render)."""
+    return (
+        CaseEvent.objects.filter(case_id=case_id, created_at__gt=at).exists()
+        or Message.objects.filter(case_id=case_id, created_at__gt=at).exists()
+    )
+
+
+def incident_departments(*, incident_id: int) -> dict:
+    """An incident's channel, its department and the number of cases linked so far."""
+    return (
+        Incident.objects.filter(pk=incident_id)
+        .values("pk", "title", "mention_count", "channel__name", "channel__kind", "channel__department_id")
+        .first()
+    ) or {}
+
+
+# --- The case page's choices ---------------------------------------------------------------------
+
+
+def reply_channels(*, identities: list[Identity]) -> list:
+    """The company's active channels on the platforms the customer has an identity on, by platform."""
+    from connectors.models import Channel
+
+    kinds = {identity.kind for identity in identities}
+    if not kinds:
+        return []
+    return list(Channel.objects.filter(is_active=True, kind__in=kinds).order_by("kind", "name"))
+
+
+def department_members(*, department_id: int) -> list:
+    """The users of a department (for "assign to"), by name."""
+    return [
+        membership.user
+        for membership in Membership.objects.filter(department_id=department_id, user__is_active=True)
+        .select_related("user")
+        .order_by("user__first_name", "user__last_name", "user__email")
+    ]
+
+
+def transfer_departments(*, user, case: Case) -> list[Department]:
+    """Active departments other than the case's own."""
+    return [d for d in all_departments(user=user) if d.is_active and d.pk != case.department_id]
+
+
+def case_actions_context(*, user, case: Case) -> dict:
+    """What the case page's action panel offers ``user`` (the page and live pushes render it alike)."""
+    from .escalation import next_path
+
+    can_work = permissions.can_work_case(user, case)
+    context = {
+        "case": case,
+        "can_work": can_work,
+        "can_take_over": permissions.is_admin(user)
+        or case.department_id in permissions.supervised_department_ids(user),
+        "statuses": Case.Status.choices,
+        "priorities": Case.Priority.choices,
+        "members": [],
+        "transfer_departments": [],
+        "escalation_path": None,
+    }
+    if can_work:
+        context["members"] = department_members(department_id=case.department_id)
+        context["transfer_departments"] = transfer_departments(user=user, case=case)
+        context["escalation_path"] = next_path(case)
+    return context
+
+
+# --- The customer page ----------------------------------------------------------------------------
+
+
+def customer_for_page(*, user, customer_id: int) -> Customer | None:
+    """The customer, or None when ``user`` may see none of their cases (admins see everyone)."""
+    customer = Customer.objects.select_related("merged_into").filter(pk=customer_id).first()
+    if customer is None or permissions.is_admin(user):
+        return customer
+    if not Case.objects.filter(permissions.visible_cases_q(user), customer_id=customer.pk).exists():
+        return None
+    return customer
+
+
+CUSTOMER_CASES_LIMIT = 200
+
+
+def customer_cases(*, user, customer: Customer, limit: int = CUSTOMER_CASES_LIMIT) -> list[Case]:
+    """The customer's cases ``user`` may see, on every channel, newest first."""
+    return list(
+        Case.objects.filter(permissions.visible_cases_q(user), customer_id=customer.pk)
+        .select_related("department", "assignee", "origin_channel", "last_channel")
+        .distinct()
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def customer_identities_with_provenance(*, customer: Customer) -> list[Identity]:
+    """The customer's identities with who linked each one."""
+    return list(customer.identities.select_related("linked_by").order_by("kind", "handle", "platform_id"))
+
+
+# --- The supervisor board ---------------------------------------------------------------------------
+
+
+def board_departments(*, user) -> list[Department]:
+    """The departments on ``user``'s board: those they supervise (admins: every active one)."""
+    if permissions.is_admin(user):
+        return [department for department in all_departments(user=user) if department.is_active]
+    ids = permissions.supervised_department_ids(user)
+    return [department for department in all_departments(user=user) if department.pk in ids]
+
+
+# The customer is waiting for us: they wrote after our last answer, on a running case.
+WAITING_Q = Q(status__in=[Case.Status.NEW, Case.Status.OPEN], last_inbound_at__isnull=False) & (
+    Q(last_outbound_at__isnull=True) | Q(last_inbound_at__gt=F("last_outbound_at"))
+)
+
+
+def _waiting_since() -> DbCase:
+    """Since when the customer has been waiting: their first message if we never answered, else
+    their latest (the clocks count from there too)."""
+    return DbCase(
+        When(last_outbound_at__isnull=True, then=F("first_inbound_at")),
+        default=F("last_inbound_at"),
+    )
+
+
+def _board_counts() -> dict:
+    return {
+        "open": Count("pk"),
+        "at_risk": Count("pk", filter=Q(sla_state=Case.SlaState.AT_RISK)),
+        "breached": Count("pk", filter=Q(sla_state=Case.SlaState.BREACHED)),
+        "unassigned": Count("pk", filter=Q(assignee__isnull=True)),
+        "oldest_waiting": Min(_waiting_since(), filter=WAITING_Q),
+    }
+
+
+@dataclass
+class BoardRow:
+    """One line of the board: a department or an agent, and their open work."""
+
+    key: int
+    label: str
+    detail: str = ""
+    open: int = 0
+    at_risk: int = 0
+    breached: int = 0
+    unassigned: int = 0
+    oldest_waiting: datetime | None = None
+
+
+def board_department_rows(*, departments: list[Department]) -> list[BoardRow]:
+    """Per department: open cases, at risk, breached, unassigned, and the longest-waiting customer.
+
+    One aggregate over the departments' open cases (the queue index ``case_dept_queue_idx``
+    covers the filter).
+    """
+    ids = [department.pk for department in departments]
+    stats = {
+        row["department_id"]: row
+        for row in Case.objects.filter(department_id__in=ids, status__in=WORK_STATUSES)
+        .order_by()
+        .values("department_id")
+        .annotate(**_board_counts())
+    }
+    rows = []
+    for department in departments:
+        found = stats.get(department.pk, {})
+        rows.append(
+            BoardRow(
+                key=department.pk,
+                label=department.name,
+                **{
+                    name: found.get(name) or (None if name == "oldest_waiting" else 0)
+                    for name in _board_counts()
+                },
+            )
+        )
+    return rows
+
+
+def board_agent_rows(*, departments: list[Department]) -> list[BoardRow]:
+    """Per member of the departments: their open cases there, at risk, breached, longest wait."""
+    ids = [department.pk for department in departments]
+    counts = _board_counts()
+    counts.pop("unassigned")
+    stats = {
+        row["assignee_id"]: row
+        for row in Case.objects.filter(
+            department_id__in=ids, status__in=WORK_STATUSES, assignee__isnull=False
+        )
+        .order_by()
+        .values("assignee_id")
+        .annotate(**counts)
+    }
+    people: dict[int, BoardRow] = {}
+    names = {department.pk: department.name for department in departments}
+    for membership in (
+        Membership.objects.filter(department_id__in=ids, user__is_active=True)
+        .select_related("user")
+        .order_by("user__first_name", "user__last_name", "user__email", "department_id")
+    ):
+        user = membership.user
+        row = people.get(user.pk)
+        role = " (supervisor)" if membership.role == Membership.Role.SUPERVISOR else ""
+        if row is None:
+            found = stats.get(user.pk, {})
+            people[user.pk] = BoardRow(
+                key=user.pk,
+                label=user.get_full_name() or user.email or user.get_username(),
+                detail=names[membership.department_id] + role,
+                **{name: found.get(name) or (None if name == "oldest_waiting" else 0) for name in counts},
+            )
+        else:
+            row.detail += f" · {names[membership.department_id]}{role}"
+    return list(people.values())
+
+
+BOARD_CASES_LIMIT = 100
+
+
+def board_cases(
+    *,
+    departments: list[Department],
+    department_id: int | None = None,
+    assignee_id: int | None = None,
+    sla_state: str = "",
+    unassigned: bool = False,
+    limit: int = BOARD_CASES_LIMIT,
+) -> list[Case]:
+    """Open cases of the board's departments to pick for bulk reassignment, in queue order."""
+    ids = [department.pk for department in departments]
+    if department_id is not None:
+        ids = [pk for pk in ids if pk == department_id]
+    queryset = Case.objects.filter(department_id__in=ids, status__in=WORK_STATUSES)
+    if assignee_id is not None:
+        queryset = queryset.filter(assignee_id=assignee_id)
+    if unassigned:
+        queryset = queryset.filter(assignee__isnull=True)
+    if sla_state:
+        queryset = queryset.filter(sla_state=sla_state)
+    page = queryset.order_by(queue_due().asc(), "-id").values("pk")[:limit]
+    return list(
+        Case.objects.filter(pk__in=page)
+        .select_related("customer", "department", "assignee", "last_channel")
+        .order_by(queue_due().asc(), "-id")
+    )
+
+
+def reassign_targets(*, user) -> tuple[list[Department], list[Membership]]:
+    """Where a supervisor may send cases: active departments, and their members (by department)."""
+    departments = [department for department in all_departments(user=user) if department.is_active]
+    members = list(
+        Membership.objects.filter(department__is_active=True, user__is_active=True)
+        .select_related("user", "department")
+        .order_by("department__name", "user__first_name", "user__last_name")
+    )
+    return departments, members

@@ -6,9 +6,21 @@ app_name = "desk"
 
 urlpatterns = [
     path("", views.queue, name="queue"),
+    path("board/", views.board, name="board"),
+    path("board/reassign/", views.board_reassign, name="board_reassign"),
+    path("customers/<int:pk>/", views.customer_detail, name="customer"),
     path("cases/<str:reference>/", views.case_detail, name="case"),
+    path("cases/<str:reference>/live/", views.case_live, name="case_live"),
     path("cases/<str:reference>/claim/", views.case_claim, name="case_claim"),
+    path("cases/<str:reference>/assign/", views.case_assign, name="case_assign"),
+    path("cases/<str:reference>/reply/", views.case_reply, name="case_reply"),
     path("cases/<str:reference>/notes/", views.case_note, name="case_note"),
+    path("cases/<str:reference>/calls/", views.case_call, name="case_call"),
     path("cases/<str:reference>/status/", views.case_status, name="case_status"),
     path("cases/<str:reference>/priority/", views.case_priority, name="case_priority"),
+    path("cases/<str:reference>/transfer/", views.case_transfer, name="case_transfer"),
+    path("cases/<str:reference>/escalate/", views.case_escalate, name="case_escalate"),
+    path("cases/<str:reference>/monitor/", views.case_monitor, name="case_monitor"),
+    path("cases/<str:reference>/respond/", views.case_respond, name="case_respond"),
+    path("cases/<str:reference>/reply-lock/take/", views.case_take_over, name="case_take_over"),
 ]

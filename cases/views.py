@@ -1,22 +1,29 @@
-"""The agent desk pages: thin views over cases.selectors (reads) and cases.services (writes).
+"""The agent desk pages: thin views over cases.selectors (reads) and the services (writes).
 
 Every action is a plain POST form that redirects back to the case (works without
-JavaScript); with htmx the same POST answers with the case body partial instead.
+JavaScript); with htmx the same POST answers with the changed regions of the case page,
+swapped out of band, so a draft being written elsewhere on the page is never lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from . import forms, permissions, selectors, services
-from .errors import ServiceError
+from . import canned, drafts, escalation, forms, permissions, selectors, services, triage
+from .errors import ServiceError, StaleDraft
 from .models import Case
+
+# --- Queue -------------------------------------------------------------------------------------
 
 
 @login_required
@@ -30,7 +37,18 @@ def queue(request: HttpRequest) -> HttpResponse:
     )
     form.is_valid()  # invalid filters are dropped and reported; the rest still apply
     data = form.cleaned_data
+    q = (data.get("q") or "").strip()
+    reference = selectors.search_reference(q) if q else None
+    # A reference typed in full opens the case itself when the agent may see it.
+    if (
+        reference
+        and q.upper().startswith("C-")
+        and selectors.case_for_page(user=request.user, reference=reference) is not None
+    ):
+        return redirect("desk:case", reference=reference)
     view = data.get("view") or ("mine" if selectors.user_has_open_cases(user=request.user) else "department")
+    seq = selectors.live_seq()
+    after = data.get("after")
     page = selectors.case_queue_page(
         user=request.user,
         view=view,
@@ -38,7 +56,8 @@ def queue(request: HttpRequest) -> HttpResponse:
         priority=data.get("priority") or "",
         status=data.get("status") or "",
         department_id=data.get("department"),
-        after=data.get("after"),
+        q=q,
+        after=after,
     )
     return render(
         request,
@@ -46,14 +65,20 @@ def queue(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "view": view,
+            "q": q,
             "nav": "mine" if view == "mine" else "queues",
             "views": form.fields["view"].choices,
             "cases": page.cases,
             "next_cursor": page.next_cursor.encode() if page.next_cursor else "",
-            "is_later_page": data.get("after") is not None,
+            "after_cursor": after.encode() if after else "",
+            "is_later_page": after is not None,
             "filter_errors": forms.error_messages(form),
+            "seq": seq,
         },
     )
+
+
+# --- The case page ---------------------------------------------------------------------------------
 
 
 def _case_or_404(request: HttpRequest, reference: str) -> Case:
@@ -63,16 +88,78 @@ def _case_or_404(request: HttpRequest, reference: str) -> Case:
     return case
 
 
-def _case_context(request: HttpRequest, case: Case) -> dict:
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _composer_context(
+    request: HttpRequest,
+    case: Case,
+    *,
+    identities: list,
+    timeline: list,
+    reply_form: forms.ReplyForm | None = None,
+    call_form: forms.CallForm | None = None,
+    note_form: forms.NoteForm | None = None,
+    tab: str = "reply",
+) -> dict:
+    """The reply, note and call forms, with what desk.js needs to guide them."""
+    every = selectors.reply_channels(identities=identities)
+    channels = [ch for ch in every if ch.kind != "phone"]
+    phone_channel = next((ch for ch in every if ch.kind == "phone"), None)
+    if reply_form is None:
+        default = next(
+            (ch for ch in channels if ch.pk == case.last_channel_id), channels[0] if channels else None
+        )
+        last_in = next(
+            (
+                m
+                for m in reversed(timeline)
+                if m.direction == "in" and default is not None and m.channel_id == default.pk
+            ),
+            None,
+        )
+        reply_form = forms.ReplyForm(
+            channels=channels,
+            identities=identities,
+            initial={
+                "channel": default.pk if default else None,
+                "visibility": "public" if last_in is not None and last_in.is_public else "private",
+                "draft_started_at": _now_iso(),
+            },
+        )
+    phones = [identity for identity in identities if identity.kind in ("phone", "whatsapp")]
+    replies = canned.canned_for_case(case=case)
+    return {
+        "reply_form": reply_form,
+        "reply_channels": channels,
+        "reply_identities": identities,
+        "text_limits": services.TEXT_LIMITS,
+        "public_kinds": forms.PUBLIC_KINDS,
+        "canned_replies": [
+            (reply, canned.canned_render(reply=reply, case=case, agent=request.user)) for reply in replies
+        ],
+        "call_form": call_form
+        or forms.CallForm(initial={"direction": "in", "number": phones[0].platform_id if phones else ""}),
+        "call_channel": phone_channel,
+        "note_form": note_form or forms.NoteForm(),
+        "composer_tab": tab,
+        "server_now": _now_iso(),
+    }
+
+
+def _case_context(request: HttpRequest, case: Case, **composer) -> dict:
+    timeline = list(selectors.case_timeline(case=case))
+    identities = selectors.customer_identities(customer=case.customer)
     return {
         "case": case,
-        "timeline": list(selectors.case_timeline(case=case)),
-        "identities": selectors.customer_identities(customer=case.customer),
+        "timeline": timeline,
+        "identities": identities,
         "other_cases": selectors.customer_other_cases(user=request.user, case=case),
-        "can_work": permissions.can_work_case(request.user, case),
-        "note_form": forms.NoteForm(),
-        "statuses": Case.Status.choices,
-        "priorities": Case.Priority.choices,
+        "presence": drafts.presence_read(case_id=case.pk),
+        "rendered_at": _now_iso(),
+        **selectors.case_actions_context(user=request.user, case=case),
+        **_composer_context(request, case, identities=identities, timeline=timeline, **composer),
     }
 
 
@@ -83,30 +170,50 @@ def case_detail(request: HttpRequest, reference: str) -> HttpResponse:
     return render(request, "cases/case_detail.html", _case_context(request, case))
 
 
+def _report(request: HttpRequest, error: ServiceError) -> None:
+    field = f"{error.field.replace('_', ' ').capitalize()}: " if error.field else ""
+    messages.error(request, f"{field}{error.message}")
+
+
+def _answer(request: HttpRequest, reference: str, *, status: int = 200, composer: dict | None = None):
+    """The case again: its changed regions out of band for htmx, else a redirect (or, when a form
+    must keep what was typed, the whole page)."""
+    case = _case_or_404(request, reference)  # re-read: the service changed it
+    if request.htmx:
+        context = _case_context(request, case, **(composer or {}))
+        context["swap_composer"] = composer is not None
+        return render(request, "cases/partials/case_swap.html", context, status=status)
+    if composer is not None and status != 200:
+        return render(
+            request, "cases/case_detail.html", _case_context(request, case, **composer), status=status
+        )
+    return redirect("desk:case", reference=reference)
+
+
 def _act(
     request: HttpRequest,
     reference: str,
     form_class: type | None,
     action: Callable[[Case, dict], str],
+    form_kwargs: Callable[[Case], dict] | None = None,
 ) -> HttpResponse:
     """Validate, call one service, report the outcome as a message, then show the case again."""
     case = _case_or_404(request, reference)
-    form = form_class(request.POST) if form_class else None
+    form = form_class(request.POST, **(form_kwargs(case) if form_kwargs else {})) if form_class else None
+    status = 200
     if form is not None and not form.is_valid():
         for text in forms.error_messages(form):
             messages.error(request, text)
+        status = 400
     else:
         try:
             done = action(case, form.cleaned_data if form is not None else {})
         except ServiceError as error:
-            field = f"{error.field.replace('_', ' ').capitalize()}: " if error.field else ""
-            messages.error(request, f"{field}{error.message}")
+            _report(request, error)
+            status = error.status
         else:
             messages.success(request, done)
-    if request.htmx:
-        case = _case_or_404(request, reference)  # re-read: the service changed it
-        return render(request, "cases/partials/case_swap.html", _case_context(request, case))
-    return redirect("desk:case", reference=reference)
+    return _answer(request, reference, status=status)
 
 
 @login_required
@@ -121,12 +228,105 @@ def case_claim(request: HttpRequest, reference: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def case_note(request: HttpRequest, reference: str) -> HttpResponse:
-    def note(case: Case, data: dict) -> str:
-        services.note_add(case=case, author=request.user, text=data["text"])
-        return "Note added."
+def case_assign(request: HttpRequest, reference: str) -> HttpResponse:
+    members: list = []
 
-    return _act(request, reference, forms.NoteForm, note)
+    def assign(case: Case, data: dict) -> str:
+        assignee = {user.pk: user for user in members}.get(data["assignee"]) if data["assignee"] else None
+        services.case_assign(case=case, assignee=assignee, actor=request.user)
+        return f"Assigned to {assignee.get_full_name() or assignee.email}." if assignee else "Unassigned."
+
+    def form_kwargs(case: Case) -> dict:
+        members.extend(selectors.department_members(department_id=case.department_id))
+        return {"members": members}
+
+    return _act(request, reference, forms.AssignForm, assign, form_kwargs)
+
+
+@login_required
+@require_POST
+def case_note(request: HttpRequest, reference: str) -> HttpResponse:
+    case = _case_or_404(request, reference)
+    form = forms.NoteForm(request.POST)
+    if not form.is_valid():
+        for text in forms.error_messages(form):
+            messages.error(request, text)
+        return _answer(request, reference, status=400, composer={"note_form": form, "tab": "note"})
+    try:
+        services.note_add(case=case, author=request.user, text=form.cleaned_data["text"])
+    except ServiceError as error:
+        _report(request, error)
+        return _answer(request, reference, status=error.status, composer={"note_form": form, "tab": "note"})
+    messages.success(request, "Note added.")
+    return _answer(request, reference, composer={"tab": "note"})
+
+
+@login_required
+@require_POST
+def case_reply(request: HttpRequest, reference: str) -> HttpResponse:
+    """Send a reply. A stale draft (the customer wrote, or a colleague replied, since it began) or
+    a colleague's reply lock answers 409 with the draft kept; the timeline then shows what is new,
+    and the draft's start moves to now, so sending again is a decision made having seen it."""
+    case = _case_or_404(request, reference)
+    identities = selectors.customer_identities(customer=case.customer)
+    channels = [ch for ch in selectors.reply_channels(identities=identities) if ch.kind != "phone"]
+    form = forms.ReplyForm(request.POST, channels=channels, identities=identities)
+    if not form.is_valid():
+        for text in forms.error_messages(form):
+            messages.error(request, text)
+        return _answer(request, reference, status=400, composer={"reply_form": form})
+    data = form.cleaned_data
+    try:
+        message = drafts.draft_send(
+            case=case,
+            author=request.user,
+            channel=data["channel_obj"],
+            text=data["text"],
+            is_public=data["is_public"],
+            identity=data["identity_obj"],
+            draft_started_at=data.get("draft_started_at"),
+        )
+    except ServiceError as error:
+        _report(request, error)
+        if isinstance(error, StaleDraft):
+            fresh = request.POST.copy()
+            fresh["draft_started_at"] = _now_iso()
+            form = forms.ReplyForm(fresh, channels=channels, identities=identities)
+            form.is_valid()
+            form.stale = True
+        return _answer(request, reference, status=error.status, composer={"reply_form": form})
+    where = "publicly" if message.is_public else "privately"
+    messages.success(request, f"Reply queued {where} on {data['channel_obj']}.")
+    return _answer(request, reference, composer={})
+
+
+@login_required
+@require_POST
+def case_call(request: HttpRequest, reference: str) -> HttpResponse:
+    case = _case_or_404(request, reference)
+    form = forms.CallForm(request.POST)
+    if not form.is_valid():
+        for text in forms.error_messages(form):
+            messages.error(request, text)
+        return _answer(request, reference, status=400, composer={"call_form": form, "tab": "call"})
+    data = form.cleaned_data
+    identities = selectors.customer_identities(customer=case.customer)
+    channel = next((ch for ch in selectors.reply_channels(identities=identities) if ch.kind == "phone"), None)
+    try:
+        services.call_log(
+            case=case,
+            author=request.user,
+            direction=data["direction"],
+            number=data["number"],
+            duration_seconds=data["duration"],
+            notes=data["notes"],
+            channel=channel,
+        )
+    except ServiceError as error:
+        _report(request, error)
+        return _answer(request, reference, status=error.status, composer={"call_form": form, "tab": "call"})
+    messages.success(request, "Call logged.")
+    return _answer(request, reference, composer={"tab": "call"})
 
 
 @login_required
@@ -151,3 +351,185 @@ def case_priority(request: HttpRequest, reference: str) -> HttpResponse:
         return f"Priority is now {changed.get_priority_display().lower()}."
 
     return _act(request, reference, forms.PriorityForm, set_priority)
+
+
+@login_required
+@require_POST
+def case_transfer(request: HttpRequest, reference: str) -> HttpResponse:
+    def transfer(case: Case, data: dict) -> str:
+        targets = selectors.transfer_departments(user=request.user, case=case)
+        target = {department.pk: department for department in targets}[data["to_department"]]
+        services.case_transfer(
+            case=case, to_department=target, actor=request.user, reason=data["reason"], note=data["note"]
+        )
+        return f"{case.reference} moved to {target.name}."
+
+    return _act(
+        request,
+        reference,
+        forms.TransferForm,
+        transfer,
+        lambda case: {"departments": selectors.transfer_departments(user=request.user, case=case)},
+    )
+
+
+@login_required
+@require_POST
+def case_escalate(request: HttpRequest, reference: str) -> HttpResponse:
+    def escalate(case: Case, data: dict) -> str:
+        if not permissions.can_work_case(request.user, case):
+            raise ServiceError("You cannot escalate this case.", code="not_permitted", field="case")
+        moved = escalation.case_escalate(
+            case=case, actor=request.user, reason=data["reason"], note=data["note"]
+        )
+        return f"{moved.reference} escalated to {moved.department.name}."
+
+    return _act(request, reference, forms.EscalateForm, escalate)
+
+
+@login_required
+@require_POST
+def case_monitor(request: HttpRequest, reference: str) -> HttpResponse:
+    def monitor(case: Case, data: dict) -> str:
+        triage.case_monitor(case=case, actor=request.user, reason=data["reason"])
+        return "Monitoring only: no answer is owed."
+
+    return _act(request, reference, forms.ReasonForm, monitor)
+
+
+@login_required
+@require_POST
+def case_respond(request: HttpRequest, reference: str) -> HttpResponse:
+    def respond(case: Case, data: dict) -> str:
+        triage.case_respond(case=case, actor=request.user, reason=data["reason"])
+        return "Back in the answer queue; the clocks run from now."
+
+    return _act(request, reference, forms.ReasonForm, respond)
+
+
+@login_required
+@require_POST
+def case_take_over(request: HttpRequest, reference: str) -> HttpResponse:
+    def take_over(case: Case, data: dict) -> str:
+        lock = drafts.draft_lock_take_over(case=case, actor=request.user, reason=data["reason"])
+        return f"You now hold the reply{f' (from {lock.taken_from})' if lock.taken_from else ''}."
+
+    return _act(request, reference, forms.TakeOverForm, take_over)
+
+
+@login_required
+@require_GET
+def case_live(request: HttpRequest, reference: str) -> HttpResponse:
+    """The live regions of a case page (header, presence, timeline, actions), out of band: what a
+    page fetches when its socket (re)connects after missing something."""
+    case = _case_or_404(request, reference)
+    return render(request, "cases/partials/case_live.html", _case_context(request, case))
+
+
+# --- Customers ---------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = selectors.customer_for_page(user=request.user, customer_id=pk)
+    if customer is None:
+        raise Http404("No such customer.")
+    cases = selectors.customer_cases(user=request.user, customer=customer)
+    return render(
+        request,
+        "cases/customer_detail.html",
+        {
+            "customer": customer,
+            "identities": selectors.customer_identities_with_provenance(customer=customer),
+            "cases": cases,
+            "open_count": sum(1 for case in cases if case.is_open),
+            "cases_limit": selectors.CUSTOMER_CASES_LIMIT,
+        },
+    )
+
+
+# --- Supervisor board ---------------------------------------------------------------------------------
+
+
+def _board_departments_or_403(request: HttpRequest) -> list:
+    departments = selectors.board_departments(user=request.user)
+    if not departments:
+        raise PermissionDenied("The board is for supervisors.")
+    return departments
+
+
+@login_required
+@require_GET
+def board(request: HttpRequest) -> HttpResponse:
+    departments = _board_departments_or_403(request)
+    seq = selectors.live_seq()
+    agents = selectors.board_agent_rows(departments=departments)
+    form = forms.BoardFilterForm(request.GET, departments=departments, agents=agents)
+    form.is_valid()
+    data = form.cleaned_data
+    picked = selectors.board_cases(
+        departments=departments,
+        department_id=data.get("department"),
+        assignee_id=data.get("agent"),
+        sla_state=data.get("sla") or "",
+        unassigned=bool(data.get("unassigned")),
+    )
+    targets, members = selectors.reassign_targets(user=request.user)
+    return render(
+        request,
+        "cases/board.html",
+        {
+            "nav": "board",
+            "department_rows": selectors.board_department_rows(departments=departments),
+            "agent_rows": agents,
+            "filter_form": form,
+            "filter_errors": forms.error_messages(form),
+            "picked": picked,
+            "picked_limit": selectors.BOARD_CASES_LIMIT,
+            "reassign_form": forms.BulkReassignForm(
+                case_ids=[case.pk for case in picked], departments=targets, members=members
+            ),
+            "seq": seq,
+            "now": datetime.now(UTC),
+        },
+    )
+
+
+@login_required
+@require_POST
+def board_reassign(request: HttpRequest) -> HttpResponse:
+    _board_departments_or_403(request)
+    posted = [int(pk) for pk in request.POST.getlist("cases") if pk.isdigit()]
+    visible = Case.objects.filter(permissions.visible_cases_q(request.user), pk__in=posted).distinct()
+    case_ids = list(visible.values_list("pk", flat=True))
+    targets, members = selectors.reassign_targets(user=request.user)
+    form = forms.BulkReassignForm(request.POST, case_ids=case_ids, departments=targets, members=members)
+    back = reverse("desk:board") + ("?" + urlencode(_board_query(request)) if _board_query(request) else "")
+    if not form.is_valid():
+        for text in forms.error_messages(form):
+            messages.error(request, text)
+        return redirect(back)
+    data = form.cleaned_data
+    try:
+        moved = escalation.case_bulk_reassign(
+            cases=Case.objects.filter(pk__in=data["cases"]),
+            to_department=form.departments.get(data["to_department"]) if data["to_department"] else None,
+            assignee=form.users.get(data["assignee"]) if data["assignee"] else None,
+            actor=request.user,
+            reason=data["reason"],
+            note=data["note"],
+        )
+    except ServiceError as error:
+        _report(request, error)
+        return redirect(back)
+    messages.success(request, f"{len(moved)} case{'s' if len(moved) != 1 else ''} reassigned.")
+    return redirect(back)
+
+
+def _board_query(request: HttpRequest) -> dict:
+    return {
+        name: request.POST[f"filter_{name}"]
+        for name in ("department", "agent", "sla", "unassigned")
+        if request.POST.get(f"filter_{name}")
+    }

@@ -1,44 +1,393 @@
-"""The desk's websocket: one per browser tab, groups chosen by the server."""
+"""The desk's websocket: one per browser tab, every group chosen by the server.
+
+A socket joins its user's personal group, their departments' groups and, for
+supervisors and admins, the supervisors' group. A case page asks to *watch* its case
+(``{"action": "watch", "case": "C-7Q4K2"}``); the consumer joins that case's group
+only after :func:`cases.permissions.can_view_case` allows it. A queue page describes
+what it shows (``{"action": "queue", ...}``), the board asks for its figures
+(``{"action": "board"}``).
+
+Services publish small events (``channels_app.publish``). The consumer turns each one
+into what the page shows, rendered from the same template partials the page uses: a
+queue row to insert, move or remove, a timeline entry, the case header and actions,
+who else is on the case, an alert. Nothing about a case reaches a socket unless its
+user may see that case: rows are filtered with the queue's own rules
+(:func:`cases.selectors.queue_match`), watched cases are re-checked against the
+database when they change, alerts list only visible cases.
+
+Delivery over the channel layer is at most once. Each subscription carries what the
+page last saw (the newest case event id, or when the case page was rendered); if
+something happened since, the consumer tells the page to refetch that region.
+"""
 
 from __future__ import annotations
 
-from collections import deque
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.template.loader import render_to_string
+from django.utils.dateparse import parse_datetime
 
-from cases import selectors
+from cases import drafts, permissions, selectors
 
-from . import groups
+from . import groups, presence
+from .presence import PUSH_CONTEXT
+
+logger = logging.getLogger(__name__)
+
+# The board refreshes its figures at most this often (seconds).
+BOARD_REFRESH_SECONDS = 5.0
+# Rows a queue page may report as shown.
+MAX_SHOWN_ROWS = 500
+
+
+def event_case_ids(event: dict) -> list[int]:
+    """Every case an event is about."""
+    ids = []
+    if isinstance(event.get("case_id"), int):
+        ids.append(event["case_id"])
+    ids += [pk for pk in event.get("case_ids") or [] if isinstance(pk, int)]
+    ids += [item["case_id"] for item in event.get("cases") or [] if isinstance(item.get("case_id"), int)]
+    return list(dict.fromkeys(ids))
+
+
+class SharedWork:
+    """What every socket in this process needs from one event, fetched and rendered once.
+
+    A department event reaches every agent of the department; they all need the same
+    rows and the same HTML. The first socket to ask runs the work; the others await its
+    result. Keys are event ids; the oldest results are dropped.
+    """
+
+    def __init__(self, size: int = 512):
+        self.size = size
+        self.items: OrderedDict = OrderedDict()
+
+    async def get(self, key, work: Callable):
+        loop = asyncio.get_running_loop()
+        entry = self.items.get(key)
+        if entry is not None and entry[0] is loop:
+            return await asyncio.shield(entry[1])
+        future = loop.create_future()
+        self.items[key] = (loop, future)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+        try:
+            result = await database_sync_to_async(work)()
+        except BaseException as error:
+            self.items.pop(key, None)
+            future.set_exception(error)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        future.set_result(result)
+        return result
+
+
+shared = SharedWork()
+
+
+def _render_rows(case_ids: list[int]) -> dict[int, SimpleNamespace]:
+    """Cases by id with their queue row and case header rendered (user-independent HTML)."""
+    rows = {}
+    for pk, case in selectors.live_queue_rows(case_ids=case_ids).items():
+        rows[pk] = SimpleNamespace(
+            case=case,
+            key=selectors.queue_key(case.due_at, case.pk),
+            row_html=render_to_string("cases/partials/queue_row.html", {"case": case}),
+        )
+    return rows
+
+
+def _render_header(case_id: int) -> str | None:
+    case = selectors.live_case(case_id=case_id)
+    return render_to_string("cases/partials/case_header.html", {"case": case}) if case else None
+
+
+def _render_entry(message_id: int) -> dict | None:
+    message = selectors.live_message(message_id=message_id)
+    if message is None:
+        return None
+    html = render_to_string("cases/partials/timeline_entry.html", {"message": message, "case": message.case})
+    return {
+        "id": message.pk,
+        "case_id": message.case_id,
+        "sent_at": message.sent_at.isoformat(),
+        "html": html,
+    }
 
 
 class DeskConsumer(AsyncJsonWebsocketConsumer):
-    """Pushes case, department and personal events to a signed-in user."""
+    """Pushes rendered updates for the queue, case and board pages of one signed-in user."""
 
-    # How many recent event ids a socket remembers to drop the copies of an event that
+    # How many recent event ids a socket remembers, to drop the copies of an event that
     # reach it through several of its groups (department and personal).
     SEEN_EVENTS = 256
 
     async def connect(self):
         self.seen = deque(maxlen=self.SEEN_EVENTS)
+        self.joined: list[str] = []
+        self.window: selectors.QueueWindow | None = None
+        self.shown: set[int] = set()
+        self.watching: SimpleNamespace | None = None
+        self.board = False
+        self.board_task: asyncio.Task | None = None
+        self.board_sent = 0.0
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        department_ids = await database_sync_to_async(selectors.user_department_ids)(user=user)
-        self.joined = [groups.user_group(user.pk)] + [groups.department_group(d) for d in department_ids]
-        for group in self.joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.user = user
+        self.role = await database_sync_to_async(self._load_role)()
+        names = [groups.user_group(user.pk)] + [
+            groups.department_group(pk) for pk in sorted(permissions.department_ids(user))
+        ]
+        if self.role in ("admin", "supervisor"):
+            names.append(groups.supervisors_group())
+        for name in names:
+            await self.channel_layer.group_add(name, self.channel_name)
+        self.joined = names
         await self.accept()
-        await self.send_json({"type": "hello", "groups": len(self.joined)})
+        await self.send_json({"type": "hello", "role": self.role})
+
+    def _load_role(self) -> str:
+        return permissions.role_of(self.user)  # loads and caches the memberships for this socket
 
     async def disconnect(self, code):
-        for group in getattr(self, "joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.board_task is not None:
+            self.board_task.cancel()
+        if self.watching is not None:
+            await self._unwatch()
+        for name in self.joined:
+            await self.channel_layer.group_discard(name, self.channel_name)
+
+    # --- What the page asks for ------------------------------------------------------------
+
+    async def receive_json(self, content, **kwargs):
+        if not isinstance(content, dict):
+            return
+        handler = {
+            "watch": self.on_watch,
+            "unwatch": self.on_unwatch,
+            "queue": self.on_queue,
+            "board": self.on_board,
+            "typing": self.on_typing,
+            "ping": self.on_ping,
+        }.get(content.get("action"))
+        if handler is None:
+            await self.send_json({"type": "error", "error": "Unknown action."})
+            return
+        await handler(content)
+
+    async def on_queue(self, content: dict):
+        window, shown, stale = await database_sync_to_async(presence.queue_subscription)(
+            user=self.user, content=content, max_rows=MAX_SHOWN_ROWS
+        )
+        self.window, self.shown = window, shown
+        if window is None:
+            await self.send_json({"type": "error", "error": "That queue cannot be followed."})
+        elif stale:
+            await self.send_json({"type": "refresh", "region": "queue"})
+
+    async def on_board(self, content: dict):
+        if self.role not in ("admin", "supervisor"):
+            await self.send_json({"type": "error", "error": "The board is for supervisors."})
+            return
+        self.board = True
+        seq = content.get("seq")
+        stale = not isinstance(seq, int) or await database_sync_to_async(selectors.queue_changed_since)(
+            user=self.user, seq=seq
+        )
+        if stale:
+            await self.send_json({"type": "refresh", "region": "board"})
+
+    async def on_watch(self, content: dict):
+        reference = str(content.get("case") or "")[:20]
+        case = await database_sync_to_async(selectors.case_for_page)(user=self.user, reference=reference)
+        if case is None:
+            await self.send_json({"type": "watch.refused", "case": reference})
+            return
+        if self.watching is not None and self.watching.case_id != case.pk:
+            await self._unwatch()
+        self.watching = SimpleNamespace(
+            case_id=case.pk, reference=case.reference, can_take_over=drafts.can_take_over(self.user, case)
+        )
+        await self.channel_layer.group_add(groups.case_group(case.pk), self.channel_name)
+        state = await database_sync_to_async(drafts.case_viewing)(
+            case_id=case.pk, tab=self.channel_name, user=self.user
+        )
+        await self._send_presence(state)
+        since = parse_datetime(str(content.get("since") or ""))
+        stale = since is None or await database_sync_to_async(selectors.case_changed_since)(
+            case_id=case.pk, at=since
+        )
+        if stale:
+            await self.send_json({"type": "refresh", "region": "case"})
+
+    async def on_unwatch(self, content: dict):
+        if self.watching is not None:
+            await self._unwatch()
+
+    async def _unwatch(self):
+        watching, self.watching = self.watching, None
+        await self.channel_layer.group_discard(groups.case_group(watching.case_id), self.channel_name)
+        await database_sync_to_async(drafts.case_left)(
+            case_id=watching.case_id, tab=self.channel_name, user=self.user
+        )
+
+    async def on_typing(self, content: dict):
+        if self.watching is None:
+            return
+        await database_sync_to_async(presence.typing)(
+            user=self.user,
+            case_id=self.watching.case_id,
+            tab=self.channel_name,
+            typing=bool(content.get("typing")),
+            has_draft=bool(content.get("draft")),
+        )
+
+    async def on_ping(self, content: dict):
+        if self.watching is not None:
+            await database_sync_to_async(drafts.case_viewing)(
+                case_id=self.watching.case_id, tab=self.channel_name, user=self.user
+            )
+        await self.send_json({"type": "pong"})
+
+    # --- What the services say ------------------------------------------------------------------
 
     async def live_event(self, message):
         event_id = message.get("event_id")
         if event_id in self.seen:
             return
         self.seen.append(event_id)
-        await self.send_json(message["event"])
+        event = message.get("event") or {}
+        kind = event.get("type", "")
+        try:
+            if kind == "presence.changed":
+                if self.watching is not None and event.get("case_id") == self.watching.case_id:
+                    await self._send_presence(drafts.Presence.from_event(event))
+                return
+            if kind == "incident.opened":
+                await self._incident(event_id, event)
+                return
+            case_ids = event_case_ids(event)
+            if not case_ids:
+                return
+            rows = await shared.get(("rows", event_id), lambda: _render_rows(case_ids))
+            visible = {pk: row for pk, row in rows.items() if self._sees(row.case)}
+            if self.window is not None:
+                await self._queue(case_ids, visible)
+            if self.watching is not None and self.watching.case_id in case_ids:
+                await self._case(event_id, kind, event)
+            if self.board and visible:
+                self._board_soon()
+            await self._alert(event_id, kind, event, visible)
+        except Exception:  # one bad event must not close the agent's socket
+            logger.exception("live event %s could not be pushed", kind)
+
+    def _sees(self, case) -> bool:
+        """The queue rule of visibility: admin, the case's department, or the case's assignee."""
+        return (
+            self.role == "admin"
+            or case.department_id in permissions.department_ids(self.user)
+            or case.assignee_id == self.user.pk
+        )
+
+    async def _queue(self, case_ids: list[int], visible: dict):
+        for pk in case_ids:
+            row = visible.get(pk)
+            belongs = row is not None and selectors.queue_match(row.case, user=self.user, window=self.window)
+            if belongs and (not self.window.q or pk in self.shown):
+                self.shown.add(pk)
+                await self.send_json({"type": "queue.row", "id": pk, "key": row.key, "html": row.row_html})
+            elif pk in self.shown:
+                self.shown.discard(pk)
+                await self.send_json({"type": "queue.remove", "id": pk})
+
+    async def _case(self, event_id: str, kind: str, event: dict):
+        watching = self.watching
+        if kind in ("message.added", "message.delivery") and isinstance(event.get("message_id"), int):
+            entry = await shared.get(("entry", event_id), lambda: _render_entry(event["message_id"]))
+            if entry is not None and entry["case_id"] == watching.case_id:
+                await self.send_json({"type": "timeline.entry", **entry})
+            return
+        view = await database_sync_to_async(presence.case_view)(user=self.user, case_id=watching.case_id)
+        if view is None:  # moved where this user may no longer see it
+            await self._unwatch()
+            await self.send_json({"type": "case.gone", "case": watching.reference})
+            return
+        header = await shared.get(("header", event_id), lambda: _render_header(watching.case_id))
+        watching.can_take_over = view["can_take_over"]
+        await self.send_json({"type": "swap", "target": "case-header", "html": header})
+        await self.send_json({"type": "swap", "target": "case-actions", "html": view["actions"]})
+
+    async def _send_presence(self, state: drafts.Presence):
+        watching = self.watching
+        if watching is None:
+            return
+        context = {
+            **PUSH_CONTEXT,
+            "presence": state,
+            "user": self.user,
+            "case": SimpleNamespace(reference=watching.reference),
+            "can_take_over": watching.can_take_over,
+        }
+        await self.send_json(
+            {
+                "type": "presence",
+                "lock": "free"
+                if state.lock is None
+                else ("mine" if state.lock.user_id == self.user.pk else "other"),
+                "html": render_to_string("cases/partials/presence.html", context),
+                "lock_html": render_to_string("cases/partials/draft_lock.html", context),
+            }
+        )
+
+    def _board_soon(self):
+        """Ask the board page to refetch its figures, at most every few seconds."""
+        if self.board_task is not None and not self.board_task.done():
+            return
+        delay = max(0.0, self.board_sent + BOARD_REFRESH_SECONDS - time.monotonic())
+
+        async def later():
+            await asyncio.sleep(delay)
+            self.board_sent = time.monotonic()
+            await self.send_json({"type": "refresh", "region": "board"})
+
+        self.board_task = asyncio.ensure_future(later())
+
+    async def _alert(self, event_id: str, kind: str, event: dict, visible: dict):
+        alert = presence.alert_for(
+            kind=kind,
+            event=event,
+            visible=visible,
+            user=self.user,
+            supervisor=self.role in ("admin", "supervisor"),
+        )
+        if alert is not None:
+            await self._send_alert(alert)
+
+    async def _incident(self, event_id: str, event: dict):
+        if self.role not in ("admin", "supervisor") or not isinstance(event.get("incident_id"), int):
+            return
+        incident = await shared.get(
+            ("incident", event_id), lambda: selectors.incident_departments(incident_id=event["incident_id"])
+        )
+        if not incident:
+            return
+        if self.role != "admin" and incident["channel__department_id"] not in permissions.department_ids(
+            self.user
+        ):
+            return
+        await self._send_alert(presence.incident_alert(event=event, incident=incident))
+
+    async def _send_alert(self, alert: dict):
+        alert.setdefault("at", datetime.now(UTC))
+        html = render_to_string("cases/partials/alert.html", {"alert": alert})
+        await self.send_json({"type": "alert", "level": alert["level"], "html": html})

@@ -152,3 +152,55 @@ def person(user) -> str:
     if user is None:
         return ""
     return user.get_full_name() or user.email or user.get_username()
+
+
+@register.simple_tag
+def queue_key(case: Case) -> str:
+    """The row's place in the queue order, for desk.js to slot pushed rows in."""
+    return selectors.queue_key(case.due_at, case.pk)
+
+
+@register.simple_tag
+def others_on_case(presence, user) -> list:
+    """The people on the case page other than ``user``."""
+    if presence is None:
+        return []
+    return presence.others(user.pk if user is not None else None)
+
+
+@register.simple_tag
+def lock_state(presence, user) -> dict:
+    """Who holds the reply lock, from ``user``'s point of view: free, mine or other."""
+    lock = getattr(presence, "lock", None)
+    if lock is None:
+        return {"state": "free"}
+    return {"state": "mine" if user is not None and lock.user_id == user.pk else "other"}
+
+
+@register.filter
+def get_item(mapping, key):
+    return mapping.get(key) if mapping else None
+
+
+@register.filter
+def iso_value(value) -> str:
+    """A form value that may be a datetime (initial) or the string that was posted."""
+    if isinstance(value, datetime):
+        return iso(value)
+    return value or ""
+
+
+@register.simple_tag
+def waiting_for(since: datetime | None, now: datetime | None = None) -> str:
+    """How long a customer has been waiting ("3h 05m"), or a dash."""
+    if since is None:
+        return mark_safe('<span class="faint">—</span>')
+    now = now or datetime.now(UTC)
+    seconds = max(0, int((now - since).total_seconds()))
+    return format_html(
+        '<time class="waiting{}" datetime="{}" title="Since {}">{}</time>',
+        " is-long" if seconds >= 3_600 else "",
+        iso(since),
+        date_format(localtime(since), "j M Y, H:i"),
+        span_text(seconds),
+    )

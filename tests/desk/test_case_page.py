@@ -19,8 +19,9 @@ from cases.templatetags.desk import countdown_text
 from tests import factories
 from tests.desk.conftest import crossed_case, minutes_ago, open_case
 
-# session, user, case, memberships, timeline, attachments, identities, other cases, departments
-CASE_PAGE_QUERIES = 9
+# session, user, case, memberships, timeline, attachments, identities, other cases, departments,
+# reply channels, canned replies, department members (assign to), escalation path
+CASE_PAGE_QUERIES = 13
 
 
 @pytest.fixture
@@ -138,15 +139,16 @@ def test_claim_of_a_taken_case_is_refused_with_a_message(desk, other_agent, chan
     assert 'class="msg msg-error"' in response.content.decode()
 
 
-def test_claim_with_htmx_answers_with_the_case_body(desk, agent, channel):
+def test_claim_with_htmx_answers_with_the_changed_regions_out_of_band(desk, agent, channel):
     case = open_case(channel=channel)
 
     response = desk.post(reverse("desk:case_claim", args=[case.reference]), HTTP_HX_REQUEST="true")
 
     body = response.content.decode()
     assert response.status_code == 200
-    assert body.lstrip().startswith('<div id="case-body"')
-    assert 'id="messages" class="messages" aria-live="polite" hx-swap-oob="true"' in body
+    for region in ("case-live", "case-actions", "messages"):
+        assert re.search(rf'<[a-z]+ id="{region}"[^>]*hx-swap-oob="true"', body), region
+    assert 'id="composer"' not in body  # a draft being written is left alone
     assert "is yours" in body
     assert "<html" not in body
 

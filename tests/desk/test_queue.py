@@ -12,8 +12,9 @@ from cases.models import Case
 from tests import factories
 from tests.desk.conftest import open_case
 
-# session, user, memberships, departments, "has open cases?" (default tab), the page's rows
-QUEUE_QUERIES = 6
+# session, user, memberships, departments, "has open cases?" (default tab), the newest case
+# event (what the live socket checks it missed), the page's rows
+QUEUE_QUERIES = 7
 
 
 def refs_on_page(response) -> list[str]:

@@ -7,9 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import SCREENSHOTS
 from tests.desk.conftest import PASSWORD, crossed_case, open_case
-
-SCREENSHOTS = "/tmp"
 
 
 @pytest.mark.browser
