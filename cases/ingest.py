@@ -37,7 +37,9 @@ are never merged silently:
 - anyone else keeps their own customer, and the message still lands on the case. That
   includes a new identity replying in a *public* thread: anyone can answer a public
   post, so a stranger chiming in on a customer's thread is not that customer.
-Either decision is written in the reason of the message's CaseEvent.
+Either decision is written in the reason of the message's CaseEvent. An e-mail address
+or phone number in the message that is another customer's identity is recorded as an
+``IdentitySuggestion`` for the agent (``customers.services``), never merged.
 
 Out of order: a reply can arrive before the message it answers (platforms and mail
 servers deliver late and out of order). We neither hold the reply back nor guess: it is
@@ -87,7 +89,12 @@ from connectors.base import DeliveryUpdate, InboundMessage, MessageUpdate
 from customers.identifiers import normalize_platform_id
 from customers.models import Identity
 from customers.selectors import identities_find, identity_find
-from customers.services import identity_create, identity_refresh, identity_resolve
+from customers.services import (
+    identity_create,
+    identity_refresh,
+    identity_resolve,
+    identity_suggestions_record,
+)
 
 from . import escalation, services, triage
 from .errors import ServiceError
@@ -608,6 +615,10 @@ def _store(
     )
     CaseEvent.objects.bulk_create(events + triage_events)
     _attachments_save(message, inbound)
+    # An address or number that is another customer's identity: a suggestion, never a merge.
+    identity_suggestions_record(
+        customer=identity.customer, text=f"{inbound.subject}\n{inbound.text}", source_message_id=message.pk
+    )
     case_groups = triage.triage_groups(case)
     publish_on_commit(
         event={"type": "message.added", "case_id": case.pk, "message_id": message.pk, "direction": "in"},

@@ -101,3 +101,89 @@ class Identity(models.Model):
         # Canonical ids are the database's invariant, whichever code path writes.
         self.platform_id = normalize_platform_id(self.kind, self.platform_id)
         super().save(*args, **kwargs)
+
+
+class CustomerMerge(models.Model):
+    """One merge of a customer into another, and what moved, so that it can be undone.
+
+    ``customers.services`` records the identities (with how each was linked before);
+    ``cases.services.customer_merge`` adds the cases it moved. An undone merge keeps its
+    row, with who undid it and when.
+    """
+
+    source = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_out")
+    target = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_in")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The moved identities as they were: [{"id", "link_source", "linked_by", "linked_at"}].
+    identities = models.JSONField(default=list, blank=True)
+    # Ids of the cases that moved from source to target.
+    case_ids = models.JSONField(default=list, blank=True)
+    # The target's name and tier before the merge (a merge may fill the name, raise the tier).
+    target_before = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A customer is merged away at most once at a time: undo before merging it again.
+            models.UniqueConstraint(
+                fields=["source"], condition=models.Q(undone_at__isnull=True), name="customermerge_one_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Customer #{self.source_id} into #{self.target_id}"
+
+
+class IdentitySuggestion(models.Model):
+    """A hint for the agent: a customer wrote an e-mail address or phone number that is
+    another customer's identity. Never acted on by itself; an agent accepts (the identity
+    is linked, source ``suggested``) or dismisses it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACCEPTED = "accepted", "Accepted"
+        DISMISSED = "dismissed", "Dismissed"
+
+    # Who wrote the address or number.
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identity_suggestions")
+    # The identity it matched, of another customer.
+    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="suggestions")
+    # The address or number as it was written.
+    value = models.CharField(max_length=255)
+    # The cases.Message it was found in (an id, not a key: customers know nothing of cases).
+    source_message_id = models.PositiveBigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One suggestion per pair: a dismissed one does not come back with every message.
+            models.UniqueConstraint(fields=["customer", "identity"], name="identitysuggestion_unique_pair"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["open", "accepted", "dismissed"]),
+                name="identitysuggestion_status_valid",
+            ),
+        ]
+        indexes = [
+            # The customer panel: a customer's open suggestions.
+            models.Index(
+                fields=["customer", "-created_at"],
+                name="identitysuggestion_open_idx",
+                condition=models.Q(status="open"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.value}: customer #{self.customer_id} may be {self.identity}"

@@ -2,22 +2,36 @@
 
 Who wrote a message is decided once, by ``identity_resolve``: a platform id seen
 before always maps to the same Identity and so the same Customer. Customers are
-never merged on a guess: ``identity_link`` and ``customer_merge`` are explicit acts
-(of an agent, or of ingest when the platform itself proved the link).
+never merged on a guess: ``identity_link`` and a merge are explicit acts (of an agent,
+or of ingest when the platform itself proved the link); an address or number that a
+customer writes and that is someone else's identity becomes an ``IdentitySuggestion``
+for an agent to accept or dismiss.
+
+Nothing here knows about cases: merging and unmerging customers is
+``cases.services.customer_merge`` / ``customer_unmerge``, which call
+``customer_merge_identities`` / ``customer_unmerge_identities`` for the customers' part
+and move the cases themselves. Refusals are ``CustomerRefused`` (a ``ValidationError``
+naming the field).
 """
 
 from __future__ import annotations
 
+import re
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from cases.errors import ServiceError
-from cases.models import Case, CaseEvent
-from channels_app import groups
-from channels_app.publish import publish_on_commit
+from .errors import CustomerRefused
+from .identifiers import PHONE_KINDS, normalize_email, normalize_platform_id
+from .models import Customer, CustomerMerge, Identity, IdentitySuggestion
 
-from .identifiers import normalize_platform_id
-from .models import Customer, Identity
+# Addresses as people write them in a message (the identifier module validates them).
+EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+# Suggestions looked at per message at most (a mail full of addresses is not a profile).
+MAX_CANDIDATES = 20
 
 
 @transaction.atomic(savepoint=False)
@@ -143,9 +157,9 @@ def identity_link(*, identity: Identity, customer: Customer, actor=None, source:
     linking never merges customers. Refuses a customer that was merged away.
     """
     if source not in Identity.LinkSource.values:
-        raise ServiceError(f"'{source}' is not a link source.", field="source")
+        raise CustomerRefused(f"'{source}' is not a link source.", field="source")
     if customer.merged_into_id is not None:
-        raise ServiceError(
+        raise CustomerRefused(
             f"{customer} was merged into another customer; link to that one.", field="customer"
         )
     identity = Identity.objects.select_for_update().get(pk=identity.pk)
@@ -159,42 +173,48 @@ def identity_link(*, identity: Identity, customer: Customer, actor=None, source:
     return identity
 
 
-@transaction.atomic
-def customer_merge(*, source: Customer, target: Customer, actor) -> Customer:
-    """Merge ``source`` into ``target``: its identities and cases move, ``source.merged_into`` is set.
+# --- merges ------------------------------------------------------------------------------------
 
-    Locks both customer rows (in id order, so two opposite merges cannot deadlock) and
-    each moved case gets a ``merged`` CaseEvent naming both customers and the moved
-    identities, so the merge can be read back (and undone) from the record. Returns
-    the target.
+
+@transaction.atomic
+def customer_merge_identities(*, source: Customer, target: Customer, actor) -> CustomerMerge:
+    """The customers' part of a merge: ``source``'s identities move to ``target``, ``source`` is
+    marked merged into it, and a ``CustomerMerge`` records what moved (with each identity's
+    link as it was) so that ``customer_unmerge_identities`` can restore it.
+
+    Locks both customer rows in id order (two opposite merges cannot deadlock). A VIP
+    source makes the target VIP; a nameless target takes the source's name. Callers move
+    the customer's cases (``cases.services.customer_merge``) in the same transaction.
     """
     if source.pk == target.pk:
-        raise ServiceError("A customer cannot be merged into itself.", field="target")
+        raise CustomerRefused("A customer cannot be merged into itself.", field="target")
     locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=[source.pk, target.pk])}
     source, target = locked[source.pk], locked[target.pk]
     if source.merged_into_id is not None:
-        raise ServiceError(f"{source} was already merged.", field="source")
+        raise CustomerRefused(f"{source} was already merged.", field="source")
     if target.merged_into_id is not None:
-        raise ServiceError(f"{target} was merged into another customer.", field="target")
+        raise CustomerRefused(f"{target} was merged into another customer.", field="target")
 
-    identity_ids = list(source.identities.order_by("pk").values_list("pk", flat=True))
+    moved = list(source.identities.select_for_update().order_by("pk"))
+    merge = CustomerMerge.objects.create(
+        source=source,
+        target=target,
+        actor=actor,
+        identities=[
+            {
+                "id": i.pk,
+                "link_source": i.link_source,
+                "linked_by": i.linked_by_id,
+                "linked_at": i.linked_at.isoformat() if i.linked_at else None,
+            }
+            for i in moved
+        ],
+        target_before={"name": target.name, "tier": target.tier},
+    )
     now = timezone.now()
-    Identity.objects.filter(pk__in=identity_ids).update(
+    Identity.objects.filter(pk__in=[i.pk for i in moved]).update(
         customer=target, link_source=Identity.LinkSource.AGENT, linked_by=actor, linked_at=now, updated_at=now
     )
-    cases = list(Case.objects.select_for_update().filter(customer=source).order_by("pk"))
-    CaseEvent.objects.bulk_create(
-        CaseEvent(
-            case=case,
-            kind=CaseEvent.Kind.MERGED,
-            actor=actor,
-            before={"customer": source.pk},
-            after={"customer": target.pk, "identities": identity_ids},
-            reason=f"Customer #{source.pk} merged into customer #{target.pk}.",
-        )
-        for case in cases
-    )
-    Case.objects.filter(pk__in=[c.pk for c in cases]).update(customer=target, updated_at=now)
     if not target.name and source.name:
         target.name = source.name
     if source.tier == Customer.Tier.VIP:
@@ -202,14 +222,166 @@ def customer_merge(*, source: Customer, target: Customer, actor) -> Customer:
     target.save(update_fields=["name", "tier", "updated_at"])
     source.merged_into = target
     source.save(update_fields=["merged_into", "updated_at"])
-    for case in cases:
-        publish_on_commit(
-            event={
-                "type": "case.changed",
-                "change": "customer",
-                "case_id": case.pk,
-                "reference": case.reference,
-            },
-            groups=[groups.case_group(case.pk), groups.department_group(case.department_id)],
+    # Open suggestions between the two are settled by the merge.
+    IdentitySuggestion.objects.filter(
+        status=IdentitySuggestion.Status.OPEN,
+        customer__in=[source, target],
+        identity__customer=target,
+    ).update(status=IdentitySuggestion.Status.ACCEPTED, decided_at=now, decided_by=actor)
+    return merge
+
+
+def customer_merge_record_cases(*, merge: CustomerMerge, case_ids: list[int]) -> CustomerMerge:
+    """Note on ``merge`` the ids of the cases its caller moved (inside the merge's transaction)."""
+    merge.case_ids = sorted(case_ids)
+    merge.save(update_fields=["case_ids"])
+    return merge
+
+
+@transaction.atomic
+def customer_unmerge_identities(*, source: Customer, actor) -> CustomerMerge:
+    """Undo the customers' part of ``source``'s merge: its identities go back, with their links
+    as they were, ``source`` is a customer of its own again, the target's name and tier are
+    restored when the merge changed them. Returns the merge, marked undone.
+
+    An identity linked elsewhere since the merge stays where it is. Locks both customers
+    (id order). Refuses a customer that is not merged, or whose target was merged on since.
+    """
+    merge = (
+        CustomerMerge.objects.select_for_update()
+        .filter(source_id=source.pk, undone_at__isnull=True)
+        .order_by("-id")
+        .first()
+    )
+    if merge is None:
+        raise CustomerRefused(f"{source} is not merged into another customer.", field="source")
+    locked = {
+        c.pk: c
+        for c in Customer.objects.select_for_update().filter(pk__in=[merge.source_id, merge.target_id])
+    }
+    source, target = locked[merge.source_id], locked[merge.target_id]
+    if target.merged_into_id is not None:
+        raise CustomerRefused(
+            f"{target} was merged into another customer since; undo that merge first.", field="source"
         )
-    return target
+    now = timezone.now()
+    for row in merge.identities:
+        Identity.objects.filter(pk=row["id"], customer=target).update(
+            customer=source,
+            link_source=row["link_source"],
+            linked_by_id=row["linked_by"],
+            linked_at=row["linked_at"] or now,
+            updated_at=now,
+        )
+    before = merge.target_before or {}
+    changed = []
+    for name in ("name", "tier"):
+        if name in before and getattr(target, name) != before[name]:
+            setattr(target, name, before[name])
+            changed.append(name)
+    if changed:
+        target.save(update_fields=[*changed, "updated_at"])
+    source.merged_into = None
+    source.save(update_fields=["merged_into", "updated_at"])
+    merge.undone_at, merge.undone_by = now, actor
+    merge.save(update_fields=["undone_at", "undone_by"])
+    return merge
+
+
+# --- suggestions -------------------------------------------------------------------------------
+
+
+def contact_values(text: str) -> dict[tuple[str, str], str]:
+    """E-mail addresses and phone numbers written in ``text``: ``{(kind, canonical): as written}``.
+
+    A phone number is looked for as a phone and as a WhatsApp identity (the same E.164 id).
+    """
+    found: dict[tuple[str, str], str] = {}
+    for raw in EMAIL_RE.findall(text or ""):
+        try:
+            found.setdefault(("email", normalize_email(raw.strip("."))), raw)
+        except ValidationError:
+            continue
+    if any(ch.isdigit() for ch in text or ""):
+        for match in phonenumbers.PhoneNumberMatcher(text, settings.DEFAULT_PHONE_REGION):
+            number = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+            for kind in sorted(PHONE_KINDS):
+                found.setdefault((kind, number), match.raw_string)
+    return dict(list(found.items())[:MAX_CANDIDATES])
+
+
+def identity_suggestions_record(
+    *, customer: Customer, text: str, source_message_id: int | None = None
+) -> list[IdentitySuggestion]:
+    """Record a suggestion for each e-mail address or phone number in ``text`` that is another
+    customer's identity; returns the open suggestions this text gave (new or already open).
+
+    Never links or merges anything. Costs no query when the text holds no address or
+    number, one when none of them is known. A pair already suggested (open, accepted or
+    dismissed) is not suggested again.
+    """
+    values = contact_values(text)
+    if not values:
+        return []
+    by_kind: dict[str, list[str]] = {}
+    for kind, platform_id in values:
+        by_kind.setdefault(kind, []).append(platform_id)
+    query = Identity.objects.none()
+    for kind, ids in by_kind.items():
+        query |= Identity.objects.filter(kind=kind, platform_id__in=ids)
+    matches = list(query.exclude(customer_id=customer.pk).filter(customer__merged_into__isnull=True))
+    if not matches:
+        return []
+    IdentitySuggestion.objects.bulk_create(
+        [
+            IdentitySuggestion(
+                customer=customer,
+                identity=identity,
+                value=values[(identity.kind, identity.platform_id)][:255],
+                source_message_id=source_message_id,
+            )
+            for identity in matches
+        ],
+        ignore_conflicts=True,
+    )
+    return list(
+        IdentitySuggestion.objects.filter(
+            customer=customer, identity__in=matches, status=IdentitySuggestion.Status.OPEN
+        ).select_related("identity")
+    )
+
+
+@transaction.atomic
+def identity_suggestion_accept(*, suggestion: IdentitySuggestion, actor) -> Identity:
+    """An agent confirms a suggestion: the identity is linked to the suggested customer (link
+    source ``suggested``, by ``actor``). Its old customer keeps its cases; merging is a
+    separate, explicit act."""
+    suggestion = (
+        IdentitySuggestion.objects.select_for_update()
+        .select_related("identity", "customer")
+        .get(pk=suggestion.pk)
+    )
+    if suggestion.status != IdentitySuggestion.Status.OPEN:
+        raise CustomerRefused(f"This suggestion was already {suggestion.status}.", field="suggestion")
+    identity = identity_link(
+        identity=suggestion.identity,
+        customer=suggestion.customer,
+        actor=actor,
+        source=Identity.LinkSource.SUGGESTED,
+    )
+    suggestion.status = IdentitySuggestion.Status.ACCEPTED
+    suggestion.decided_at, suggestion.decided_by = timezone.now(), actor
+    suggestion.save(update_fields=["status", "decided_at", "decided_by"])
+    return identity
+
+
+@transaction.atomic
+def identity_suggestion_dismiss(*, suggestion: IdentitySuggestion, actor) -> IdentitySuggestion:
+    """An agent says the suggestion is wrong; it is kept, dismissed, and never made again."""
+    updated = IdentitySuggestion.objects.filter(
+        pk=suggestion.pk, status=IdentitySuggestion.Status.OPEN
+    ).update(status=IdentitySuggestion.Status.DISMISSED, decided_at=timezone.now(), decided_by=actor)
+    suggestion.refresh_from_db()
+    if not updated and suggestion.status != IdentitySuggestion.Status.DISMISSED:
+        raise CustomerRefused(f"This suggestion was already {suggestion.status}.", field="suggestion")
+    return suggestion

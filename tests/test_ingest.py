@@ -16,6 +16,7 @@ from cases.errors import ServiceError
 from cases.models import Case, CaseEvent, Message
 from connectors.base import DeliveryUpdate, InboundAttachment, InboundMessage
 from customers import services as customer_services
+from customers.errors import CustomerRefused
 from customers.models import Customer, Identity
 from tests import factories
 
@@ -357,7 +358,7 @@ def test_identity_link_moves_one_identity_and_records_how(customer, agent):
     )
 
     assert linked.customer == customer and linked.link_source == "agent" and linked.linked_by == agent
-    with pytest.raises(ServiceError) as error:
+    with pytest.raises(CustomerRefused) as error:
         customer_services.identity_link(identity=identity, customer=customer, actor=agent, source="hunch")
     assert error.value.field == "source"
 
@@ -367,7 +368,7 @@ def test_customer_merge_moves_identities_and_cases_with_an_event_each(channel, a
     b = ingest.ingest(channel=channel, inbound=tweet("t2", author="2"))
     source, target = b.identity.customer, a.identity.customer
 
-    customer_services.customer_merge(source=source, target=target, actor=agent)
+    services.customer_merge(source=source, target=target, actor=agent)
 
     source.refresh_from_db()
     assert source.merged_into == target
@@ -381,9 +382,9 @@ def test_customer_merge_moves_identities_and_cases_with_an_event_each(channel, a
     assert later.case.customer == target and Customer.objects.filter(merged_into__isnull=True).count() == 1
 
     with pytest.raises(ServiceError):
-        customer_services.customer_merge(source=source, target=target, actor=agent)
+        services.customer_merge(source=source, target=target, actor=agent)
     with pytest.raises(ServiceError):
-        customer_services.customer_merge(source=target, target=target, actor=agent)
+        services.customer_merge(source=target, target=target, actor=agent)
 
 
 # --- echoes, attachments, delivery -----------------------------------------------------------

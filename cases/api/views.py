@@ -103,7 +103,7 @@ class CustomerViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
         """Merge another customer into this one: its identities and cases move here (supervisors, admins)."""
         customer = self.get_object()
         data = _valid(serializers.CustomerMergeInputSerializer, request)
-        customer_services.customer_merge(source=data["source"], target=customer, actor=request.user)
+        services.customer_merge(source=data["source"], target=customer, actor=request.user)
         return self._customer_response(customer.pk)
 
 

@@ -1,0 +1,196 @@
+"""Customers: link suggestions from what customers write, merge and unmerge, and the import rule."""
+
+from __future__ import annotations
+
+import ast
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cases import ingest, services
+from cases.errors import ServiceError
+from cases.models import Case, CaseEvent
+from connectors.base import InboundMessage
+from customers import services as customer_services
+from customers.errors import CustomerRefused
+from customers.models import Customer, CustomerMerge, Identity, IdentitySuggestion
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def dm(external_id: str, text: str, *, author: str = "5150", at: datetime = T0) -> InboundMessage:
+    return InboundMessage(
+        platform="x", external_id=external_id, author_id=author, kind="dm", sent_at=at, text=text
+    )
+
+
+@pytest.fixture
+def rosa_by_mail(db):
+    """Rosa wrote to us by e-mail and phone before; she is her own customer there."""
+    rosa = factories.CustomerFactory(name="Rosa D")
+    mail = factories.IdentityFactory(customer=rosa, kind="email", platform_id="rosa@example.test")
+    phone = factories.IdentityFactory(customer=rosa, kind="phone", platform_id="+14155550199")
+    return rosa, mail, phone
+
+
+# --- suggestions ---------------------------------------------------------------------------------
+
+
+def test_an_address_of_another_customer_in_a_message_is_suggested_never_merged(channel, rosa_by_mail):
+    rosa, mail, _ = rosa_by_mail
+
+    message = ingest.ingest(channel=channel, inbound=dm("d1", "it's me, write to ROSA@example.test please"))
+
+    suggestion = IdentitySuggestion.objects.get()
+    assert suggestion.customer == message.identity.customer != rosa
+    assert suggestion.identity == mail and suggestion.value == "ROSA@example.test"
+    assert suggestion.source_message_id == message.pk and suggestion.status == "open"
+    assert mail.customer == rosa and Customer.objects.filter(merged_into__isnull=False).count() == 0
+    assert Identity.objects.get(pk=mail.pk).customer == rosa
+
+
+def test_a_phone_number_matches_phone_and_whatsapp_identities(channel, rosa_by_mail):
+    rosa, _, phone = rosa_by_mail
+    whatsapp = factories.IdentityFactory(customer=rosa, kind="whatsapp", platform_id="14155550199")
+
+    ingest.ingest(channel=channel, inbound=dm("d1", "call me on (415) 555-0199 after six"))
+
+    assert set(IdentitySuggestion.objects.values_list("identity", flat=True)) == {phone.pk, whatsapp.pk}
+
+
+def test_own_identities_and_unknown_values_suggest_nothing(channel, rosa_by_mail, django_assert_num_queries):
+    rosa, _, _ = rosa_by_mail
+    first = ingest.ingest(channel=channel, inbound=dm("d1", "hello"))
+    factories.IdentityFactory(customer=first.identity.customer, kind="email", platform_id="me@example.test")
+
+    ingest.ingest(
+        channel=channel, inbound=dm("d2", "me@example.test or nobody@example.test, +1 212 555 0100")
+    )
+
+    assert not IdentitySuggestion.objects.exists()
+    with django_assert_num_queries(0):
+        assert customer_services.identity_suggestions_record(customer=rosa, text="no contact here") == []
+
+
+def test_a_dismissed_suggestion_is_not_made_again(channel, rosa_by_mail, agent):
+    ingest.ingest(channel=channel, inbound=dm("d1", "rosa@example.test"))
+    suggestion = IdentitySuggestion.objects.get()
+
+    customer_services.identity_suggestion_dismiss(suggestion=suggestion, actor=agent)
+    ingest.ingest(channel=channel, inbound=dm("d2", "again: rosa@example.test", at=T0 + timedelta(hours=1)))
+
+    suggestion.refresh_from_db()
+    assert IdentitySuggestion.objects.count() == 1
+    assert suggestion.status == "dismissed" and suggestion.decided_by == agent
+    with pytest.raises(CustomerRefused) as refused:
+        customer_services.identity_suggestion_accept(suggestion=suggestion, actor=agent)
+    assert refused.value.field == "suggestion"
+
+
+def test_accepting_links_the_identity_as_suggested(channel, rosa_by_mail, agent):
+    rosa, mail, phone = rosa_by_mail
+    message = ingest.ingest(channel=channel, inbound=dm("d1", "rosa@example.test"))
+
+    identity = customer_services.identity_suggestion_accept(
+        suggestion=IdentitySuggestion.objects.get(), actor=agent
+    )
+
+    assert identity == mail and identity.customer == message.identity.customer
+    assert identity.link_source == Identity.LinkSource.SUGGESTED and identity.linked_by == agent
+    assert IdentitySuggestion.objects.get().status == "accepted"
+    # Linking is not merging: Rosa's other identity and customer stay.
+    phone.refresh_from_db()
+    assert phone.customer == rosa and Customer.objects.get(pk=rosa.pk).merged_into is None
+
+
+# --- merge and unmerge ----------------------------------------------------------------------
+
+
+def test_unmerge_restores_identities_links_cases_and_the_target(channel, agent):
+    a = ingest.ingest(channel=channel, inbound=dm("t1", "one", author="1"))
+    b = ingest.ingest(channel=channel, inbound=dm("t2", "two", author="2"))
+    source, target = b.identity.customer, a.identity.customer
+    source.tier = Customer.Tier.VIP
+    source.save()
+    extra = factories.IdentityFactory(customer=source, kind="email", platform_id="two@example.test")
+    Identity.objects.filter(pk=extra.pk).update(link_source=Identity.LinkSource.SUGGESTED)
+
+    services.customer_merge(source=source, target=target, actor=agent)
+
+    merge = CustomerMerge.objects.get()
+    assert merge.case_ids == [b.case_id] and {r["id"] for r in merge.identities} == {b.identity_id, extra.pk}
+    target.refresh_from_db()
+    assert target.tier == Customer.Tier.VIP
+    # The target opens a case of its own after the merge: it stays with the target.
+    services.case_set_status(case=a.case, status="closed", actor=None)
+    later_case = services.case_open(customer=target, channel=channel)
+
+    restored = services.customer_unmerge(source=source, actor=agent, reason="Two different people.")
+
+    assert restored == source
+    source.refresh_from_db()
+    target.refresh_from_db()
+    assert source.merged_into is None and target.tier == Customer.Tier.STANDARD
+    assert set(source.identities.values_list("pk", flat=True)) == {b.identity_id, extra.pk}
+    assert Identity.objects.get(pk=extra.pk).link_source == Identity.LinkSource.SUGGESTED
+    assert Case.objects.get(pk=b.case_id).customer == source
+    assert Case.objects.get(pk=a.case_id).customer == target and later_case.customer == target
+    undo = CaseEvent.objects.filter(case_id=b.case_id, kind="merged").order_by("id").last()
+    assert undo.before == {"customer": target.pk} and undo.after["customer"] == source.pk
+    assert "Two different people." in undo.reason and undo.actor == agent
+    merge.refresh_from_db()
+    assert merge.undone_at is not None and merge.undone_by == agent
+    # Undone once; the customer can be merged again later.
+    with pytest.raises(ServiceError) as refused:
+        services.customer_unmerge(source=source, actor=agent)
+    assert refused.value.field == "source"
+    services.customer_merge(source=source, target=target, actor=agent)
+    assert CustomerMerge.objects.filter(undone_at__isnull=True).count() == 1
+
+
+def test_an_identity_linked_elsewhere_after_the_merge_stays_there(channel, agent):
+    a = ingest.ingest(channel=channel, inbound=dm("t1", "one", author="1"))
+    b = ingest.ingest(channel=channel, inbound=dm("t2", "two", author="2"))
+    source, target = b.identity.customer, a.identity.customer
+    services.customer_merge(source=source, target=target, actor=agent)
+    third = factories.CustomerFactory()
+    customer_services.identity_link(identity=b.identity, customer=third, actor=agent, source="agent")
+
+    services.customer_unmerge(source=source, actor=agent)
+
+    assert Identity.objects.get(pk=b.identity_id).customer == third
+
+
+def test_unmerge_waits_for_a_later_merge_of_the_target_to_be_undone(agent):
+    a, b, c = (factories.CustomerFactory() for _ in range(3))
+    services.customer_merge(source=a, target=b, actor=agent)
+    services.customer_merge(source=b, target=c, actor=agent)
+
+    with pytest.raises(ServiceError) as refused:
+        services.customer_unmerge(source=a, actor=agent)
+
+    assert refused.value.field == "source"
+    services.customer_unmerge(source=b, actor=agent)
+    services.customer_unmerge(source=a, actor=agent)
+    assert not Customer.objects.filter(merged_into__isnull=False).exists()
+
+
+# --- the import rule -------------------------------------------------------------------------
+
+
+def test_customers_import_nothing_from_cases_connectors_or_channels():
+    upward = {"cases", "connectors", "channels_app"}
+    found = []
+    for path in (Path(__file__).resolve().parent.parent / "customers").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in upward]
+    assert found == []
