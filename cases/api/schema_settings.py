@@ -3,7 +3,6 @@
 # Merged into SPECTACULAR_SETTINGS (config/settings.py); the schema tests apply them when the
 # settings lack them.
 SCHEMA_SETTINGS = {
-    "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     "ENUM_NAME_OVERRIDES": {
