@@ -668,3 +668,84 @@ def customer_unmerge(*, source, actor, reason: str = ""):
     for case in cases:
         _announce(case, "customer")
     return merge.source
+
+
+# --- moving a public conversation to a private channel -------------------------------------------
+
+# Where a customer on each platform starts a private conversation with our account.
+DM_LINKS = {
+    "x": "https://x.com/messages/compose?recipient_id={account_id}",
+    "facebook": "https://m.me/{account_id}",
+}
+PRIVATE_KINDS = ("dm", "email")
+
+
+def _private_email_channel(case: Case, public_channel):
+    """The mailbox a customer is asked to write to: the case department's, else any active one."""
+    mailboxes = (
+        type(public_channel)
+        .objects.filter(kind="email", is_active=True)
+        .exclude(account_id="")
+        .order_by("pk")
+    )
+    return (
+        mailboxes.filter(department_id=case.department_id).first()
+        or mailboxes.filter(department_id=public_channel.department_id).first()
+        or mailboxes.first()
+    )
+
+
+def move_to_private_text(*, case: Case, channel, private_channel_kind: str, mailbox=None) -> str:
+    """The public invitation: where to write, and the case reference to quote there."""
+    token = case.reference
+    if private_channel_kind == "dm":
+        link = (
+            DM_LINKS.get(channel.kind, "").format(account_id=channel.account_id) if channel.account_id else ""
+        )
+        where = f"Please send us a direct message{': ' + link if link else ''}"
+    else:
+        where = f"Please e-mail us at {mailbox.account_id}"
+    return f"We'd like to help with your account privately. {where} and quote {token}."
+
+
+@transaction.atomic
+def case_move_to_private(*, case: Case, actor, channel, private_channel_kind: str = "dm") -> Message:
+    """Ask a customer who wrote in public to continue privately, and wait for them there.
+
+    Posts a public reply on ``channel`` (queued like any reply, threaded under the
+    customer's latest public message) that invites them to send a direct message (on X
+    with a DM deep link to our account, ``recipient_id`` = the channel's account id) or
+    an e-mail to the case department's mailbox, quoting the case reference. Whatever
+    arrives with that reference lands on this case (``cases.ingest`` rule 3). The case
+    is then waiting on the customer, with a status event saying where. Refuses
+    (``ServiceError`` naming the field) a channel that is not public, an unknown kind,
+    or e-mail when no mailbox is configured. Returns the queued public reply.
+    """
+    if private_channel_kind not in PRIVATE_KINDS:
+        raise ServiceError(
+            f"'{private_channel_kind}' is not a private channel: use dm or email.",
+            field="private_channel_kind",
+        )
+    if not channel.is_social or channel.kind == "whatsapp":
+        raise ServiceError(f"{channel} has no public replies to move from.", field="channel")
+    mailbox = None
+    if private_channel_kind == "email":
+        mailbox = _private_email_channel(case, channel)
+        if mailbox is None:
+            raise ServiceError(
+                "No e-mail channel is configured to move the conversation to.", field="channel"
+            )
+    text = move_to_private_text(
+        case=case, channel=channel, private_channel_kind=private_channel_kind, mailbox=mailbox
+    )
+    reply = case_reply(case=case, author=actor, channel=channel, text=text, is_public=True)
+    where = (
+        f"e-mail to {mailbox.account_id}" if mailbox else f"a direct message on {channel.get_kind_display()}"
+    )
+    case_set_status(
+        case=reply.case,
+        status=Case.Status.WAITING_ON_CUSTOMER,
+        actor=actor,
+        reason=f"Asked the customer to continue by {where}, quoting {case.reference}.",
+    )
+    return reply

@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 
 from cases import ingest, services
+from cases.errors import ServiceError
 from cases.models import Case, CaseEvent, Message
 from connectors import inbox
 from connectors.models import InboundEvent
@@ -611,3 +612,102 @@ def test_batch_of_follow_ups_costs_seven_queries_a_message(x_channel, django_ass
 
     assert result.statuses == {"processed": follow_ups} and result.cases_updated == follow_ups
     assert Case.objects.count() == follow_ups and Message.objects.count() == 2 * follow_ups
+
+
+# --- moving a public conversation to a private channel ----------------------------------------
+
+MAIL_SECRET_ENV = {"webhook_secret": "CASELINE_TEST_INBOX_MAIL_SECRET"}
+MAIL_BASIC_AUTH = "inbound:mail-secret-not-real"
+
+
+@pytest.fixture
+def mailbox(department, monkeypatch):
+    monkeypatch.setenv(MAIL_SECRET_ENV["webhook_secret"], MAIL_BASIC_AUTH)
+    channel = factories.ChannelFactory(
+        kind="email",
+        slug="support-mail",
+        department=department,
+        account_id="support@caseline.example",
+        secret_env=dict(MAIL_SECRET_ENV),
+    )
+    factories.ServicePromiseFactory(channel=channel)
+    return channel
+
+
+def post_mail(client, channel, raw: bytes, capture):
+    with capture(execute=True):
+        return client.post(
+            f"/webhooks/{channel.slug}/",
+            data=raw,
+            content_type="message/rfc822",
+            HTTP_AUTHORIZATION="Basic " + base64.b64encode(MAIL_BASIC_AUTH.encode()).decode(),
+        )
+
+
+def test_move_to_dm_invites_with_a_deep_link_and_the_dm_lands_on_the_case(
+    client, x_channel, agent, django_capture_on_commit_callbacks
+):
+    deliver(client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks)
+    case = Case.objects.get()
+
+    with django_capture_on_commit_callbacks():  # the send task is the outbox's to test
+        reply = services.case_move_to_private(
+            case=case, actor=agent, channel=x_channel, private_channel_kind="dm"
+        )
+
+    case.refresh_from_db()
+    assert reply.is_public and reply.delivery_state == "queued" and reply.reply_to.external_id
+    assert "https://x.com/messages/compose?recipient_id=777" in reply.text and case.reference in reply.text
+    assert case.status == Case.Status.WAITING_ON_CUSTOMER
+    assert "direct message" in case.events.filter(kind="status").last().reason
+    # The customer writes from another X account, quoting the reference.
+    payload = fixture_json("x", "dm_media.json")
+    payload["direct_message_events"][0]["message_create"]["message_data"]["text"] = f"here, {case.reference}"
+    deliver(client, x_channel, json.dumps(payload).encode(), django_capture_on_commit_callbacks)
+
+    dm = Message.objects.get(kind="dm")
+    case.refresh_from_db()
+    assert dm.case == case and case.status == Case.Status.OPEN
+    assert dm.identity.customer == case.customer and Customer.objects.count() == 1
+
+
+def test_move_to_email_names_the_mailbox_and_the_mail_lands_on_the_case(
+    client, x_channel, mailbox, agent, django_capture_on_commit_callbacks
+):
+    deliver(client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks)
+    case = Case.objects.get()
+
+    with django_capture_on_commit_callbacks():
+        reply = services.case_move_to_private(
+            case=case, actor=agent, channel=x_channel, private_channel_kind="email"
+        )
+
+    assert "support@caseline.example" in reply.text and case.reference in reply.text
+    assert len(reply.text) <= 280
+    raw = fixture_bytes("email", "reference_token.eml").replace(b"C-XXXXX", case.reference.encode())
+    response = post_mail(client, mailbox, raw, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 200
+    mail = Message.objects.get(kind="email")
+    case.refresh_from_db()
+    assert mail.case == case and case.status == Case.Status.OPEN
+    assert mail.identity.platform_id == "dana.private@example.net"
+    assert mail.identity.customer == case.customer and Customer.objects.count() == 1
+    assert sorted(case.messages.values_list("kind", "direction")) == [
+        ("email", "in"),
+        ("post", "in"),
+        ("post", "out"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"), [("sms", "private_channel_kind"), ("email", "channel")], ids=["unknown", "no-mailbox"]
+)
+def test_move_to_private_refusals_name_the_field(x_channel, agent, case, kind, field):
+    with pytest.raises(ServiceError) as refused:
+        services.case_move_to_private(case=case, actor=agent, channel=x_channel, private_channel_kind=kind)
+    assert refused.value.field == field
+    case.refresh_from_db()
+    assert (
+        case.status != Case.Status.WAITING_ON_CUSTOMER and not case.messages.filter(direction="out").exists()
+    )
