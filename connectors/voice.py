@@ -15,11 +15,17 @@ What becomes a message (external id = ``CallSid``, so one message per call):
   outbound-dial) are echoes from our number to ``To``.
 - ``busy``, ``no-answer``, ``failed``, ``canceled``: a missed call, duration 0.
 
+A recording status callback (``RecordingSid`` with ``RecordingStatus`` and no
+``CallStatus``) that says ``completed`` is a ``MessageUpdate``: ingest attaches its
+``RecordingUrl`` to the call's message (external id ``CallSid``), idempotently; while
+that message is not stored yet the event fails with that reason, and ``replay_inbox``
+attaches it later. A recording still in progress, absent or failed is ignored with the
+reason.
+
 Ignored (kept in the inbox with the reason): ``queued``/``ringing``/``in-progress``
-(the call is not over, and the one message per call is written when it is), calls from
-a withheld number (no one to put the call on), and recording status callbacks: the
-call's message exists already and the contract has no update for it, so the recording
-URL is written in the ignore reason. Phone lines send nothing: agents log calls.
+(the call is not over, and the one message per call is written when it is), and calls
+from a withheld number (no one to put the call on). Phone lines send nothing: agents
+log calls.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from django.utils.crypto import constant_time_compare
 
 from customers.identifiers import normalize_phone
 
-from .base import InboundMessage, ParseError, ParseResult, SendError, SignatureError
+from .base import InboundMessage, MessageUpdate, ParseError, ParseResult, SendError, SignatureError
 
 SIGNATURE_HEADER = "HTTP_X_TWILIO_SIGNATURE"
 UNFINISHED = {"queued", "initiated", "ringing", "in-progress"}
@@ -134,12 +140,7 @@ def parse(event, channel) -> ParseResult:
     status = form.get("CallStatus", "").strip().lower()
     if not status:
         if form.get("RecordingSid"):
-            return ParseResult(
-                ignored_reason=(
-                    f"Recording {form['RecordingSid']} ({form.get('RecordingStatus', 'unknown')}, "
-                    f"{form.get('RecordingDuration', '?')} s) of call {call_sid}: {form.get('RecordingUrl', '')}"
-                )
-            )
+            return _recording(form, call_sid)
         raise ParseError("CallStatus: the callback has no call status.")
     if status in UNFINISHED:
         return ParseResult(ignored_reason=f"Call {call_sid} is {status}; it is recorded once it ends.")
@@ -180,6 +181,26 @@ def parse(event, channel) -> ParseResult:
         recipient_id=customer if outbound else "",
     )
     return ParseResult(messages=[message])
+
+
+def _recording(form: dict[str, str], call_sid: str) -> ParseResult:
+    """A recording status callback: the finished recording's URL for the call's message."""
+    recording_status = form.get("RecordingStatus", "").strip().lower()
+    url = form.get("RecordingUrl", "").strip()
+    if recording_status != "completed" or not url:
+        return ParseResult(
+            ignored_reason=(
+                f"Recording {form['RecordingSid']} of call {call_sid} is {recording_status or 'of unknown status'}"
+                f"{': ' + form['ErrorCode'] if form.get('ErrorCode') else ''}; nothing to attach."
+            )
+        )
+    if not url.lower().startswith(("https://", "http://")):
+        raise ParseError(f"RecordingUrl: {url!r} is not a URL.")
+    try:
+        started = parsedate_to_datetime(form["RecordingStartTime"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        started = None
+    return ParseResult(updates=[MessageUpdate(external_id=call_sid, recording_url=url, at=started)])
 
 
 def send(message, channel):

@@ -11,15 +11,18 @@ import base64
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from io import StringIO
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from django.core.management import call_command
 from django.test import RequestFactory
 
+from cases import ingest
 from cases.models import Message
 from connectors import voice
-from connectors.base import ParseError, SendError, SignatureError
+from connectors.base import MessageUpdate, ParseError, SendError, SignatureError
 from connectors.models import InboundEvent
 from customers.models import Identity
 from tests.factories import ChannelFactory, IdentityFactory, ServicePromiseFactory
@@ -188,12 +191,30 @@ def test_call_we_placed_is_an_echo_to_the_customer():
     assert message.call_duration == 64
 
 
-def test_recording_callback_is_kept_with_its_url():
+def test_recording_callback_is_an_update_of_the_call_s_message():
     result = parse("recording_completed.txt")
 
     assert result.messages == []
-    assert "RE22222222222222222222222222222222" in result.ignored_reason
-    assert "https://api.twilio.com/" in result.ignored_reason
+    (update,) = result.updates
+    assert isinstance(update, MessageUpdate)
+    assert update.external_id == "CA11111111111111111111111111111111"
+    assert update.recording_url == (
+        "https://api.twilio.com/2010-04-01/Accounts/AC00000000000000000000000000000001"
+        "/Recordings/RE22222222222222222222222222222222"
+    )
+    assert update.at == datetime(2025, 3, 18, 14, 3, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("status", ["in-progress", "absent", "failed"])
+def test_an_unfinished_or_failed_recording_is_ignored_with_the_reason(status):
+    form = body("recording_completed.txt").replace(
+        b"RecordingStatus=completed", f"RecordingStatus={status}".encode()
+    )
+
+    result = voice.parse(InboundEvent(body=form), build_channel())
+
+    assert result.updates == [] and result.messages == []
+    assert status in result.ignored_reason and "RE22222222222222222222222222222222" in result.ignored_reason
 
 
 def test_withheld_number_is_ignored():
@@ -232,8 +253,8 @@ def test_a_phone_line_sends_nothing():
 
 @pytest.fixture
 def post_call(client, django_capture_on_commit_callbacks):
-    def post(name: str, *, token: str = AUTH_TOKEN):
-        form = body(name)
+    def post(name: str | bytes, *, token: str = AUTH_TOKEN):
+        form = body(name) if isinstance(name, str) else name
         path = "/webhooks/phone-line/"
         with django_capture_on_commit_callbacks(execute=True):
             return client.post(
@@ -288,3 +309,34 @@ def test_a_call_we_placed_is_recorded_as_outbound_on_the_customers_case(post_cal
 def test_unsigned_or_forged_calls_get_403_and_store_nothing(post_call, phone_channel):
     assert post_call("completed_inbound.txt", token="forged").status_code == 403
     assert not InboundEvent.objects.exists()
+
+
+def test_a_recording_that_comes_after_its_call_is_attached_to_it_once(
+    post_call, phone_channel, case, django_capture_on_commit_callbacks
+):
+    IdentityFactory(customer=case.customer, kind="phone", platform_id=CUSTOMER)
+    # The recording's callback outruns the call's: kept, failed with the reason.
+    assert post_call("recording_completed.txt").status_code == 200
+    early = InboundEvent.objects.get()
+    assert early.status == InboundEvent.Status.FAILED and "replay" in early.error
+    # The call's own callback carries no recording link here.
+    without = body("completed_inbound.txt").replace(b"&RecordingUrl=", b"&Unused=")
+    assert post_call(without).status_code == 200
+    call = Message.objects.get(channel=phone_channel)
+    assert call.recording_url == ""
+
+    call_command("replay_inbox", stdout=StringIO())
+
+    early.refresh_from_db()
+    call.refresh_from_db()
+    assert early.status == InboundEvent.Status.PROCESSED
+    assert call.recording_url.endswith("/Recordings/RE22222222222222222222222222222222")
+    # Twilio retries the callback: the same delivery changes nothing, and applying the
+    # same news again writes nothing and tells no one.
+    assert post_call("recording_completed.txt").status_code == 200
+    assert InboundEvent.objects.count() == 2
+    (update,) = parse("recording_completed.txt").updates
+    with django_capture_on_commit_callbacks() as callbacks:
+        again = ingest.message_update_apply(channel=phone_channel, update=update)
+    assert again == call and callbacks == []
+    assert Message.objects.filter(channel=phone_channel).count() == 1
