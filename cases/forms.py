@@ -154,7 +154,7 @@ class CallForm(forms.Form):
     )
     number = forms.CharField(label="Number", max_length=40)
     duration = DurationField(
-        label="Duration", max_length=12, widget=forms.TextInput(attrs={"placeholder": "m:ss"})
+        label="Duration", widget=forms.TextInput(attrs={"placeholder": "m:ss", "maxlength": 12})
     )
     notes = forms.CharField(
         label="Notes", required=False, max_length=10_000, widget=forms.Textarea(attrs={"rows": 3})

@@ -13,6 +13,12 @@ from tests import factories
 PASSWORD = "pw-for-tests-1"
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Desk tests make many users; a slow password hash would be most of their time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def channels(department, channel):
     """One company channel per platform, all routed to ``department`` with a 60-minute promise."""
