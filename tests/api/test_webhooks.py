@@ -229,3 +229,14 @@ def test_a_bad_subscription_names_the_field(world, body, field):
     response = session_client(world.admin).post("/api/v1/webhooks/", body, format="json")
     assert response.status_code == 400
     assert response.json()["error"]["field"] == field
+
+
+def test_many_events_cost_two_queries(world, subscription, django_assert_num_queries):
+    payloads = [{"case_id": n, "sla_state": "breached"} for n in range(50)]
+    with django_assert_num_queries(0):
+        assert webhooks_out.emit_many("message.received", []) == []
+    with django_assert_num_queries(1):
+        assert webhooks_out.emit_many("sla.breached", payloads) == []  # nobody subscribed to it
+    with django_assert_num_queries(2):
+        deliveries = webhooks_out.emit_many("message.received", payloads)
+    assert len({d.event_id for d in deliveries}) == 50
