@@ -59,6 +59,10 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    # Single sign-on through the company's OpenID Connect provider (configured below from
+    # the environment; without it no provider is offered and these apps stay idle).
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "anymail",
     "django_htmx",
     "csp",
@@ -77,6 +81,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # After authentication: roles in MFA_REQUIRED_ROLES set up a TOTP authenticator first.
+    "config.middleware.MfaEnforcementMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
 ]
@@ -119,16 +125,36 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker, cache --------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# A Redis that is down or hung must cost a request a bounded wait, never a hang: every
+# client gives up connecting after this many seconds (and the cache and broker on a
+# reply after REDIS_SOCKET_TIMEOUT). Webhooks then process inline and live updates are
+# skipped (connectors/views.py, channels_app/publish.py).
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=2.0)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=3.0)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", default="caseline")},
+            "CONFIG": {
+                # No read timeout here: consumers block on Redis for seconds by design;
+                # a publish is bounded by channels_app.publish instead.
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": REDIS_CONNECT_TIMEOUT}],
+                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="caseline"),
+            },
         }
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "config.cache.FailSoftRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+            },
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = "memory://"
@@ -142,6 +168,25 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="caseline")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing a task must fail fast when the broker is away (the caller has a fallback):
+# a bounded connect and read, one quick retry. Workers keep reconnecting on their own.
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    # Above the worker's 1 s BRPOP, so an idle worker never times out.
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+# A worker waits out a broker outage of any length instead of exiting after 100 tries.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A webhook whose processing could not be queued is processed inline; after such a
+# failure webhooks skip the broker for this many seconds, then try it again.
+WEBHOOK_BROKER_RETRY_SECONDS = env.float("WEBHOOK_BROKER_RETRY_SECONDS", default=10.0)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {**CASES_BEAT_SCHEDULE}
 
@@ -164,6 +209,60 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_ADAPTER = "cases.auth.InviteOnlyAccountAdapter"
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# Roles (admin, supervisor, agent: cases.permissions.role_of) that must use a TOTP
+# authenticator: a signed-in user of such a role without one is sent to set it up before
+# any desk or API page (config/middleware.py). Signing in through SSO counts: the
+# identity provider enforces its own second factor.
+MFA_REQUIRED_ROLES = [
+    role.strip().lower() for role in env.list("MFA_REQUIRED_ROLES", default=[]) if role.strip()
+]
+_unknown_roles = set(MFA_REQUIRED_ROLES) - {"admin", "supervisor", "agent"}
+if _unknown_roles:
+    raise ImproperlyConfigured(f"MFA_REQUIRED_ROLES: unknown role(s) {sorted(_unknown_roles)}.")
+MFA_TOTP_ISSUER = env.str("MFA_TOTP_ISSUER", default="Caseline")
+
+# SSO: an OpenID Connect provider (Keycloak, Entra ID, Okta, Google Workspace...) from
+# OIDC_PROVIDER_ID, OIDC_SERVER_URL (the issuer; /.well-known/openid-configuration is
+# read from it), OIDC_CLIENT_ID and OIDC_CLIENT_SECRET. The login page offers it;
+# callbacks arrive at /accounts/oidc/<OIDC_PROVIDER_ID>/login/callback/. Caseline is
+# invite-only, so SSO signs in existing users (matched on the verified e-mail address
+# the provider asserts) and never creates accounts.
+OIDC_PROVIDER_ID = env.str("OIDC_PROVIDER_ID", default="")
+OIDC_SERVER_URL = env.str("OIDC_SERVER_URL", default="")
+OIDC_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+SOCIALACCOUNT_PROVIDERS: dict = {}
+if OIDC_PROVIDER_ID or OIDC_SERVER_URL or OIDC_CLIENT_ID:
+    _missing = [
+        name
+        for name, value in (
+            ("OIDC_PROVIDER_ID", OIDC_PROVIDER_ID),
+            ("OIDC_SERVER_URL", OIDC_SERVER_URL),
+            ("OIDC_CLIENT_ID", OIDC_CLIENT_ID),
+            ("OIDC_CLIENT_SECRET", OIDC_CLIENT_SECRET),
+        )
+        if not value
+    ]
+    if _missing:
+        raise ImproperlyConfigured(f"SSO is half configured: set {', '.join(_missing)} too.")
+    SOCIALACCOUNT_PROVIDERS["openid_connect"] = {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                "provider_id": OIDC_PROVIDER_ID,
+                "name": env.str("OIDC_PROVIDER_NAME", default="Single sign-on"),
+                "client_id": OIDC_CLIENT_ID,
+                "secret": OIDC_CLIENT_SECRET,
+                "settings": {"server_url": OIDC_SERVER_URL},
+            }
+        ],
+    }
+SOCIALACCOUNT_ONLY = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+# Provider tokens are not needed after sign-in; do not keep them.
+SOCIALACCOUNT_STORE_TOKENS = False
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "desk:queue"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
@@ -244,6 +343,22 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- Caseline ------------------------------------------------------------------------
+# Raw inbound events (the webhook bodies) are kept this many days; 0 keeps them for ever.
+INBOUND_EVENT_RETENTION_DAYS = env.int("INBOUND_EVENT_RETENTION_DAYS", default=0)
+# Replays of a signed X or Meta body: while its first delivery is stored, a replay is
+# acknowledged and ignored (same delivery id). Once raw events are purged that no longer
+# holds, so a body whose platform timestamps are all older than this window is refused.
+# It defaults to the retention period: every replay is then either matched or refused.
+# WhatsApp retries a failed delivery for up to 7 days: keep the window above that.
+WEBHOOK_REPLAY_WINDOW_HOURS = env.int(
+    "WEBHOOK_REPLAY_WINDOW_HOURS", default=INBOUND_EVENT_RETENTION_DAYS * 24
+)
+if INBOUND_EVENT_RETENTION_DAYS and not 0 < WEBHOOK_REPLAY_WINDOW_HOURS <= INBOUND_EVENT_RETENTION_DAYS * 24:
+    raise ImproperlyConfigured(
+        "WEBHOOK_REPLAY_WINDOW_HOURS must be set and no longer than INBOUND_EVENT_RETENTION_DAYS: "
+        "a replay older than the kept events could not be recognised."
+    )
+
 # A customer message on a resolved or closed case opens a new case after this long.
 CASE_REOPEN_WINDOW_DAYS = env.int("CASE_REOPEN_WINDOW_DAYS", default=7)
 

@@ -38,6 +38,7 @@ Replies go out through the Graph API: Messenger and Instagram messages to
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -131,6 +132,45 @@ def verify(request, channel) -> None:
 def delivery_id(request, channel) -> str:
     """Meta sends no delivery id: the SHA-256 of the raw body identifies a re-delivery."""
     return hashlib.sha256(request.body).hexdigest()
+
+
+def event_times(body: bytes) -> list[datetime]:
+    """The times Meta gave the events of a body, for the replay window: each entry's
+    ``time``, Messenger and Instagram events' ``timestamp``, WhatsApp messages' and
+    statuses' ``timestamp``. Meta signs the body only, so these are the only times
+    there are. Unreadable values are skipped; never raises.
+    """
+    try:
+        payload = json.loads(bytes(body))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    entries = payload.get("entry") if isinstance(payload, dict) else None
+    found: list[datetime] = []
+
+    def add(value) -> None:
+        if value is None:
+            return
+        with contextlib.suppress(ParseError, TypeError, ValueError, OverflowError):
+            found.append(_when(value, "time"))
+
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        add(entry.get("time"))
+        for event in entry.get("messaging") if isinstance(entry.get("messaging"), list) else []:
+            if isinstance(event, dict):
+                add(event.get("timestamp"))
+        for change in entry.get("changes") if isinstance(entry.get("changes"), list) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict):
+                continue
+            add(value.get("created_time"))
+            for key in ("messages", "statuses"):
+                items = value.get(key)
+                for item in items if isinstance(items, list) else []:
+                    if isinstance(item, dict):
+                        add(item.get("timestamp"))
+    return found
 
 
 # --- reading bodies ---------------------------------------------------------------------------

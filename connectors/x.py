@@ -22,6 +22,7 @@ Secrets (roles in ``channel.secret_env``): ``consumer_secret`` (webhooks) and
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -97,6 +98,43 @@ def verify(request: HttpRequest, channel) -> None:
 def delivery_id(request: HttpRequest, channel) -> str:
     """X gives no delivery id: the SHA-256 of the body stands in (a re-delivery is byte-identical)."""
     return hashlib.sha256(request.body).hexdigest()
+
+
+def event_times(body: bytes) -> list[datetime]:
+    """The times X gave the events of a body (posts' ``created_at``, DMs'
+    ``created_timestamp``), for the replay window; whatever cannot be read is skipped.
+
+    X signs the body only, with no timestamp of its own, so these are the only times
+    there are. Never raises: a hostile body just yields fewer times.
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    if not isinstance(payload, dict):
+        return []
+    found: list[datetime] = []
+
+    def add(reader, value) -> None:
+        with contextlib.suppress(ParseError, TypeError, ValueError, OverflowError):
+            found.append(reader(value, where="replay check"))
+
+    tweets = payload.get("tweet_create_events")
+    for tweet in tweets if isinstance(tweets, list) else []:
+        if isinstance(tweet, dict):
+            add(_tweet_time, tweet.get("created_at"))
+    dm_lists = [payload.get("direct_message_events")]
+    data = payload.get("data")
+    if isinstance(data, dict) and isinstance(data.get("payload"), dict):
+        post = data["payload"]
+        if post.get("created_at"):
+            add(_iso_time, post.get("created_at"))
+        dm_lists.append(post.get("direct_message_events"))
+    for dms in dm_lists:
+        for dm in dms if isinstance(dms, list) else []:
+            if isinstance(dm, dict) and dm.get("created_timestamp") is not None:
+                add(_millis, dm.get("created_timestamp"))
+    return found
 
 
 # --- parsing ---------------------------------------------------------------------------
