@@ -14,6 +14,7 @@ from django.db import IntegrityError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -42,11 +43,14 @@ def first_error(detail, path: tuple[str, ...] = ()) -> tuple[str | None, str, st
 
 
 def _django_validation(exc: DjangoValidationError) -> exceptions.ValidationError:
+    """Django's error, field by field, keeping each message's code."""
+
+    def details(errors) -> list[ErrorDetail]:
+        return [ErrorDetail(message, code=error.code or "invalid") for error in errors for message in error]
+
     if hasattr(exc, "error_dict"):
-        return exceptions.ValidationError(
-            {key: [e.message % (e.params or {}) for e in errors] for key, errors in exc.error_dict.items()}
-        )
-    return exceptions.ValidationError(exc.messages)
+        return exceptions.ValidationError({key: details(errors) for key, errors in exc.error_dict.items()})
+    return exceptions.ValidationError(details(exc.error_list))
 
 
 def exception_handler(exc, context):

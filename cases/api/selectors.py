@@ -59,6 +59,11 @@ def case_for_response(*, case_id: int) -> Case:
     )
 
 
+def cases_for_response(*, case_ids: list[int]) -> QuerySet[Case]:
+    """Cases re-read after a bulk action, by id (the actor just changed them, so no scope)."""
+    return Case.objects.select_related(*CASE_JOINS).filter(pk__in=case_ids).order_by("id")
+
+
 def message_list(*, user) -> QuerySet[Message]:
     """Messages of visible cases, with attachments."""
     return (
@@ -72,13 +77,27 @@ def case_event_list(*, user) -> QuerySet[CaseEvent]:
     return CaseEvent.objects.filter(case__in=visible_cases(user=user))
 
 
-def customer_list() -> QuerySet[Customer]:
-    """Customers with their identities (one query for the page's identities)."""
-    return Customer.objects.prefetch_related(Prefetch("identities", queryset=Identity.objects.order_by("id")))
+def visible_customers(*, user) -> QuerySet[Customer]:
+    """Customers ``user`` may see: those with a case the user may see (admins: all), as on the
+    desk's customer page (``cases.selectors.customer_for_page``)."""
+    rule = permissions.visible_cases_q(user)
+    if not rule:
+        return Customer.objects.all()
+    return Customer.objects.filter(pk__in=Case.objects.filter(rule).values("customer_id"))
 
 
-def identity_list() -> QuerySet[Identity]:
-    return Identity.objects.all()
+def customer_list(*, user) -> QuerySet[Customer]:
+    """Visible customers with their identities (one query for the page's identities)."""
+    return visible_customers(user=user).prefetch_related(
+        Prefetch("identities", queryset=Identity.objects.order_by("id"))
+    )
+
+
+def identity_list(*, user) -> QuerySet[Identity]:
+    """Identities of the customers ``user`` may see."""
+    if permissions.is_admin(user):
+        return Identity.objects.all()
+    return Identity.objects.filter(customer__in=visible_customers(user=user))
 
 
 def department_list() -> QuerySet[Department]:

@@ -118,17 +118,18 @@ class CustomerSerializer(serializers.ModelSerializer):
 
 
 class IdentityLinkInputSerializer(serializers.Serializer):
-    identity_id = serializers.PrimaryKeyRelatedField(
-        queryset=Identity.objects.all(), source="identity", help_text="The identity to move to this customer."
-    )
+    identity_id = serializers.IntegerField(min_value=1, help_text="The identity to move to this customer.")
 
 
 class CustomerMergeInputSerializer(serializers.Serializer):
-    source_id = serializers.PrimaryKeyRelatedField(
-        queryset=Customer.objects.all(),
-        source="source",
-        help_text="The customer merged into this one (its identities and cases move here).",
+    source_id = serializers.IntegerField(
+        min_value=1, help_text="The customer merged into this one (its identities and cases move here)."
     )
+
+
+class CustomerUnmergeInputSerializer(serializers.Serializer):
+    source_id = serializers.IntegerField(min_value=1, help_text="The customer that was merged into this one.")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
 # --- Cases ----------------------------------------------------------------------------------------
@@ -353,6 +354,51 @@ class PriorityInputSerializer(serializers.Serializer):
 
 class EmptyInputSerializer(serializers.Serializer):
     pass
+
+
+class ReasonInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        **REASON, help_text="Required (reason_required otherwise); kept on the record."
+    )
+
+
+class MoveToPrivateInputSerializer(serializers.Serializer):
+    channel_id = serializers.PrimaryKeyRelatedField(
+        queryset=Channel.objects.filter(is_active=True),
+        source="channel",
+        help_text="The public channel the invitation is posted on.",
+    )
+    private_channel_kind = serializers.ChoiceField(
+        choices=[("dm", "Direct message"), ("email", "E-mail")], default="dm"
+    )
+
+
+class BulkReassignInputSerializer(serializers.Serializer):
+    case_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), min_length=1, max_length=500
+    )
+    to_department_id = serializers.PrimaryKeyRelatedField(
+        queryset=Department.objects.filter(is_active=True),
+        source="to_department",
+        required=False,
+        allow_null=True,
+        default=None,
+    )
+    assignee_id = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(is_active=True),
+        source="assignee",
+        required=False,
+        allow_null=True,
+        default=None,
+    )
+    reason = serializers.CharField(
+        **REASON, help_text="Required (reason_required otherwise); kept on the record."
+    )
+    note = serializers.CharField(max_length=5000, allow_blank=True, default="")
+
+
+class CaseListSerializer(serializers.Serializer):
+    results = CaseSerializer(many=True, read_only=True)
 
 
 # --- Configuration ------------------------------------------------------------------------------

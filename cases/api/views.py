@@ -17,7 +17,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from cases import escalation, services
+from cases import escalation, services, triage
 from cases import selectors as case_selectors
 from cases.errors import ServiceError
 from cases.models import Message
@@ -25,7 +25,7 @@ from connectors import api_tokens, webhooks_out
 from connectors.authentication import ApiTokenAuthentication
 from connectors.models import ApiToken, WebhookDelivery
 from customers import services as customer_services
-from customers.models import Identity
+from customers.models import Customer, Identity
 
 from . import filters, selectors, serializers
 from .exceptions import error_body, exception_handler
@@ -70,17 +70,28 @@ class ApiMixin:
 
 
 class CustomerViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
-    """Customers with their identities; link an identity, merge another customer in."""
+    """Customers the user may see (those with a case the user may see; admins: all), with their
+    identities; link an identity, merge another customer in, undo a merge."""
 
     permission_classes = (IsAuthenticated, IsMember)
     serializer_class = serializers.CustomerSerializer
     filterset_class = filters.CustomerFilterSet
 
     def get_queryset(self):
-        return selectors.customer_list()
+        return selectors.customer_list(user=self.request.user)
 
     def _customer_response(self, customer_id: int) -> Response:
-        return Response(self.get_serializer(selectors.customer_list().get(pk=customer_id)).data)
+        return Response(
+            self.get_serializer(selectors.customer_list(user=self.request.user).get(pk=customer_id)).data
+        )
+
+    def _visible(self, queryset, pk: int, field: str):
+        found = queryset.filter(pk=pk).first()
+        if found is None:
+            raise ServiceError(
+                f"There is no such {field.removesuffix('_id')}.", code="does_not_exist", field=field
+            )
+        return found
 
     @extend_schema(
         request=serializers.IdentityLinkInputSerializer, responses={200: serializers.CustomerSerializer}
@@ -90,8 +101,11 @@ class CustomerViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
         """Move an identity to this customer (an agent's link: the customer it leaves keeps its cases)."""
         customer = self.get_object()
         data = _valid(serializers.IdentityLinkInputSerializer, request)
+        identity = self._visible(
+            selectors.identity_list(user=request.user), data["identity_id"], "identity_id"
+        )
         customer_services.identity_link(
-            identity=data["identity"], customer=customer, actor=request.user, source=Identity.LinkSource.AGENT
+            identity=identity, customer=customer, actor=request.user, source=Identity.LinkSource.AGENT
         )
         return self._customer_response(customer.pk)
 
@@ -103,8 +117,28 @@ class CustomerViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
         """Merge another customer into this one: its identities and cases move here (supervisors, admins)."""
         customer = self.get_object()
         data = _valid(serializers.CustomerMergeInputSerializer, request)
-        services.customer_merge(source=data["source"], target=customer, actor=request.user)
+        source = self._visible(selectors.visible_customers(user=request.user), data["source_id"], "source_id")
+        services.customer_merge(source=source, target=customer, actor=request.user)
         return self._customer_response(customer.pk)
+
+    @extend_schema(
+        request=serializers.CustomerUnmergeInputSerializer, responses={200: serializers.CustomerSerializer}
+    )
+    @action(detail=True, methods=["post"], permission_classes=(IsAuthenticated, CanMergeCustomers))
+    def unmerge(self, request, pk=None):
+        """Undo the merge of ``source_id`` into this customer: its identities and the cases the merge
+        moved go back to it. Answers with the restored customer (supervisors, admins)."""
+        customer = self.get_object()
+        data = _valid(serializers.CustomerUnmergeInputSerializer, request)
+        source = Customer.objects.filter(pk=data["source_id"], merged_into=customer).first()
+        if source is None:
+            raise ServiceError(
+                "That customer was not merged into this one.", code="does_not_exist", field="source_id"
+            )
+        restored = services.customer_unmerge(source=source, actor=request.user, reason=data["reason"])
+        return Response(
+            self.get_serializer(selectors.customer_list(user=self.request.user).get(pk=restored.pk)).data
+        )
 
 
 class IdentityViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
@@ -115,7 +149,7 @@ class IdentityViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = filters.IdentityFilterSet
 
     def get_queryset(self):
-        return selectors.identity_list()
+        return selectors.identity_list(user=self.request.user)
 
 
 # --- Cases ----------------------------------------------------------------------------------------
@@ -293,6 +327,63 @@ class CaseViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
                 case=case, priority=data["priority"], actor=request.user, reason=data["reason"]
             ),
         )
+
+    @_case_action(serializers.MoveToPrivateInputSerializer, "Ask the customer to continue privately")
+    @action(detail=True, methods=["post"], url_path="move-to-private")
+    def move_to_private(self, request, pk=None):
+        """Post a public reply inviting the customer to a direct message or an e-mail, quoting the
+        case reference; the case then waits on the customer."""
+        return self._act(
+            serializers.MoveToPrivateInputSerializer,
+            lambda case, data: services.case_move_to_private(
+                case=case,
+                actor=request.user,
+                channel=data["channel"],
+                private_channel_kind=data["private_channel_kind"],
+            ),
+        )
+
+    @_case_action(serializers.ReasonInputSerializer, "Monitor: no answer needed")
+    @action(detail=True, methods=["post"])
+    def monitor(self, request, pk=None):
+        """The case needs no answer (venting, praise): it goes to monitoring, without a clock."""
+        return self._act(
+            serializers.ReasonInputSerializer,
+            lambda case, data: triage.case_monitor(case=case, actor=request.user, reason=data["reason"]),
+        )
+
+    @_case_action(serializers.ReasonInputSerializer, "Respond: a monitored case needs an answer")
+    @action(detail=True, methods=["post"])
+    def respond(self, request, pk=None):
+        """A monitored case needs an answer after all: it opens and its clocks start."""
+        return self._act(
+            serializers.ReasonInputSerializer,
+            lambda case, data: triage.case_respond(case=case, actor=request.user, reason=data["reason"]),
+        )
+
+    @extend_schema(
+        summary="Reassign many cases at once",
+        request=serializers.BulkReassignInputSerializer,
+        responses={200: serializers.CaseListSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="bulk-reassign")
+    def bulk_reassign(self, request):
+        """Move cases to a department and/or give them to someone, all or none (the supervisor board)."""
+        data = _valid(serializers.BulkReassignInputSerializer, request)
+        ids = sorted(set(data["case_ids"]))
+        cases = list(selectors.visible_cases(user=request.user).filter(pk__in=ids))
+        if len(cases) != len(ids):
+            raise ServiceError("Some of those cases do not exist.", code="does_not_exist", field="case_ids")
+        escalation.case_bulk_reassign(
+            cases=cases,
+            to_department=data["to_department"],
+            assignee=data["assignee"],
+            actor=request.user,
+            reason=data["reason"],
+            note=data["note"],
+        )
+        rows = selectors.cases_for_response(case_ids=ids)
+        return Response({"results": serializers.CaseSerializer(rows, many=True).data})
 
 
 class CaseTimelineView(ApiMixin, generics.ListAPIView):

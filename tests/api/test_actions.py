@@ -158,23 +158,74 @@ def test_transfer_escalate_hand_back_and_accept(world):
 def test_link_and_merge_customers(world):
     client = session_client(world.supervisor)
     stray = factories.IdentityFactory(kind="email", platform_id="dana@example.test")
+    services.case_open(customer=stray.customer, channel=world.channel)  # so the supervisor sees it
     linked = client.post(
         f"/api/v1/customers/{world.customer.pk}/link/", {"identity_id": stray.pk}, format="json"
     )
     assert stray.pk in {i["id"] for i in linked.json()["identities"]}
     duplicate = factories.CustomerFactory(name="Dana C.")
     factories.IdentityFactory(customer=duplicate, kind="phone", platform_id="+441632960002")
+    moved = services.case_open(customer=duplicate, channel=world.channel)
     merged = client.post(
         f"/api/v1/customers/{world.customer.pk}/merge/", {"source_id": duplicate.pk}, format="json"
     )
     assert merged.status_code == 200
     assert {i["kind"] for i in merged.json()["identities"]} == {"x", "email", "phone"}
     assert Customer.objects.get(pk=duplicate.pk).merged_into_id == world.customer.pk
+    assert Case.objects.get(pk=moved.pk).customer_id == world.customer.pk
     again = client.post(
         f"/api/v1/customers/{world.customer.pk}/merge/", {"source_id": duplicate.pk}, format="json"
     )
     assert again.status_code == 400
-    assert again.json()["error"]["field"] == "source"
+    assert again.json()["error"]["field"] == "source_id"
+    undone = client.post(
+        f"/api/v1/customers/{world.customer.pk}/unmerge/",
+        {"source_id": duplicate.pk, "reason": "Two people"},
+        format="json",
+    )
+    assert undone.status_code == 200, undone.content
+    assert undone.json()["id"] == duplicate.pk and undone.json()["merged_into_id"] is None
+    assert Case.objects.get(pk=moved.pk).customer_id == duplicate.pk
+
+
+def test_customers_and_identities_follow_the_cases_one_may_see(world):
+    billing = session_client(world.agent_b)
+    assert billing.get(f"/api/v1/customers/{world.customer.pk}/").status_code == 404
+    assert billing.get(f"/api/v1/identities/{world.identity.pk}/").status_code == 404
+    other = world.other_case.customer_id
+    assert billing.get(f"/api/v1/customers/{other}/").status_code == 200
+    hidden = billing.post(
+        f"/api/v1/customers/{other}/link/", {"identity_id": world.identity.pk}, format="json"
+    )
+    assert hidden.status_code == 400
+    assert hidden.json()["error"] == {
+        "code": "does_not_exist",
+        "message": "There is no such identity.",
+        "field": "identity_id",
+    }
+
+
+def test_monitor_respond_and_move_to_private(world):
+    client = token_client(world.write_key)
+    monitored = _post(client, world.case, "monitor", {"reason": "Just venting"})
+    assert monitored.json()["status"] == "monitoring" and monitored.json()["due_at"] is None
+    assert _post(client, world.case, "monitor", {}).json()["error"]["code"] == "reason_required"
+    assert _post(client, world.case, "respond", {"reason": "Asks for a refund"}).json()["status"] == "open"
+    moved = _post(client, world.case, "move-to-private", {"channel_id": world.channel.pk})
+    assert moved.json()["status"] == "waiting_on_customer"
+    invitation = Message.objects.filter(case=world.case, direction="out").get()
+    assert invitation.is_public and world.case.reference in invitation.text
+
+
+def test_bulk_reassign_is_all_or_none(world, other_agent):
+    client = session_client(world.supervisor)
+    body = {"case_ids": [world.case.pk], "assignee_id": other_agent.pk, "reason": "Rota"}
+    done = client.post("/api/v1/cases/bulk-reassign/", body, format="json")
+    assert [row["assignee"]["id"] for row in done.json()["results"]] == [other_agent.pk]
+    body = {"case_ids": [world.case.pk, world.other_case.pk], "assignee_id": world.agent.pk, "reason": "Rota"}
+    refused = client.post("/api/v1/cases/bulk-reassign/", body, format="json")
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "case_ids"
+    assert Case.objects.get(pk=world.case.pk).assignee == other_agent
 
 
 # --- Configuration --------------------------------------------------------------------------------

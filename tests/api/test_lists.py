@@ -238,6 +238,7 @@ def test_message_and_event_filters(world):
 
 def test_identity_lookup_by_platform_id_in_any_spelling(world):
     identity = factories.IdentityFactory(kind="email", platform_id="Dana@Example.test")
+    services.case_open(customer=identity.customer, channel=world.channel)
     client = token_client(world.write_key)
     rows = client.get("/api/v1/identities/", {"kind": "email", "platform_id": " DANA@example.TEST "}).json()
     assert [row["id"] for row in rows["results"]] == [identity.pk]

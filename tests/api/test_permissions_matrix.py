@@ -10,6 +10,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
+from cases import services
 from cases.models import BusinessCalendar, Membership, ServicePromise
 from connectors import api_tokens
 from connectors.models import WebhookSubscription
@@ -29,6 +30,24 @@ ADMIN_WRITE = (403, 403, 403, 200, 401, 403)
 ADMIN_CREATE = (403, 403, 403, 201, 401, 403)
 ADMIN_DELETE = (403, 403, 403, 204, 401, 403)
 SESSION_ONLY = (200, 200, 200, 200, 401, 403)
+MERGERS = (403, 403, 200, 200, 401, 403)
+
+
+def _customer_in_social_care(w):
+    """A customer with a case in Social Care, so its agents, supervisor and admins see it."""
+    identity = factories.IdentityFactory()
+    services.case_open(customer=identity.customer, channel=w.channel)
+    return identity.customer
+
+
+def _merged_source(w):
+    source = _customer_in_social_care(w)
+    services.customer_merge(source=source, target=w.customer, actor=None)
+    return {"source_id": source.pk, "reason": "Two people after all"}
+
+
+def _monitored_case(w):
+    return services.case_set_status(case=w.case, status="monitoring", actor=None)
 
 
 def _spare_department(w):
@@ -61,23 +80,24 @@ def _membership(w):
 # (method, path template, setup returning the object behind {id} or None, body, expected per role)
 ENDPOINTS = [
     ("get", "/api/v1/customers/", None, None, MEMBERS_READ),
-    ("get", "/api/v1/customers/{id}/", lambda w: w.customer, None, MEMBERS_READ),
+    ("get", "/api/v1/customers/{id}/", lambda w: w.customer, None, CASE_READ),
     (
         "post",
         "/api/v1/customers/{id}/link/",
         lambda w: w.customer,
-        lambda w: {"identity_id": factories.IdentityFactory().pk},
-        MEMBERS_WRITE,
+        lambda w: {"identity_id": _customer_in_social_care(w).identities.get().pk},
+        CASE_WRITE,
     ),
     (
         "post",
         "/api/v1/customers/{id}/merge/",
         lambda w: w.customer,
-        lambda w: {"source_id": factories.CustomerFactory().pk},
-        (403, 403, 200, 200, 401, 403),
+        lambda w: {"source_id": _customer_in_social_care(w).pk},
+        MERGERS,
     ),
+    ("post", "/api/v1/customers/{id}/unmerge/", lambda w: w.customer, _merged_source, MERGERS),
     ("get", "/api/v1/identities/", None, None, MEMBERS_READ),
-    ("get", "/api/v1/identities/{id}/", lambda w: w.identity, None, MEMBERS_READ),
+    ("get", "/api/v1/identities/{id}/", lambda w: w.identity, None, CASE_READ),
     ("get", "/api/v1/cases/", None, None, MEMBERS_READ),
     ("get", "/api/v1/cases/{id}/", lambda w: w.case, None, CASE_READ),
     ("get", "/api/v1/cases/{id}/timeline/", lambda w: w.case, None, CASE_READ),
@@ -139,6 +159,28 @@ ENDPOINTS = [
         lambda w: w.case,
         lambda w: {"priority": "high"},
         CASE_WRITE,
+    ),
+    (
+        "post",
+        "/api/v1/cases/{id}/move-to-private/",
+        lambda w: w.case,
+        lambda w: {"channel_id": w.channel.pk, "private_channel_kind": "dm"},
+        CASE_WRITE,
+    ),
+    ("post", "/api/v1/cases/{id}/monitor/", lambda w: w.case, lambda w: {"reason": "Venting"}, CASE_WRITE),
+    (
+        "post",
+        "/api/v1/cases/{id}/respond/",
+        _monitored_case,
+        lambda w: {"reason": "Asks a question"},
+        CASE_WRITE,
+    ),
+    (
+        "post",
+        "/api/v1/cases/bulk-reassign/",
+        None,
+        lambda w: {"case_ids": [w.case.pk], "assignee_id": w.agent.pk, "reason": "Shift change"},
+        (200, 400, 200, 200, 401, 403),
     ),
     ("get", "/api/v1/messages/", None, None, MEMBERS_READ),
     ("get", "/api/v1/messages/{id}/", lambda w: w.message, None, CASE_READ),
@@ -311,11 +353,20 @@ def test_endpoint_by_role(world, method, path, setup, body, role, expected):
         ("/api/v1/messages/", "case_id"),
         ("/api/v1/case-events/", "case_id"),
         ("/api/v1/memberships/", "department_id"),
+        ("/api/v1/customers/", "id"),
+        ("/api/v1/identities/", "customer_id"),
     ],
 )
 def test_lists_never_show_another_departments_rows(world, path, key):
     rows = session_client(world.agent_b).get(path).json()["results"]
-    forbidden = {world.case.pk} if key in ("id", "case_id") else {world.department.pk}
+    forbidden = {
+        "/api/v1/cases/": {world.case.pk},
+        "/api/v1/messages/": {world.case.pk},
+        "/api/v1/case-events/": {world.case.pk},
+        "/api/v1/memberships/": {world.department.pk},
+        "/api/v1/customers/": {world.customer.pk},
+        "/api/v1/identities/": {world.customer.pk},
+    }[path]
     assert rows, "agent_b sees their own department's rows"
     assert not {row[key] for row in rows} & forbidden
 
