@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from connectors import api_tokens
 from connectors.models import ApiToken
@@ -43,8 +44,6 @@ def test_a_token_authenticates_and_a_revoked_one_does_not(world):
 
 @pytest.mark.parametrize("header", ["Token clt_not-a-real-key", "Token", "Token a b", "token clt_x"])
 def test_a_bad_token_header_is_a_401(world, header):
-    from rest_framework.test import APIClient
-
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
     assert client.get("/api/v1/cases/").status_code == 401
