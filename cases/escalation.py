@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from channels_app import groups
 from channels_app.publish import publish_on_commit
+from connectors import webhooks_out
 
 from . import permissions, rules, services, sla
 from .errors import NotPermitted, ReasonRequired, ServiceError
@@ -93,6 +94,15 @@ def _escalate(*, case: Case, path: EscalationPath, actor, reason: str, note: str
         reason=reason,
         note=note,
         kind=CaseEvent.Kind.ESCALATED,
+    )
+    webhooks_out.emit(
+        "case.escalated",
+        {
+            **webhooks_out.case_payload(case),
+            "from_department_id": from_department,
+            "trigger": path.trigger,
+            "reason": reason,
+        },
     )
     _tell_supervisors(
         department_id=path.to_department_id,

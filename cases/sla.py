@@ -51,6 +51,7 @@ from django.utils import timezone
 
 from channels_app import groups
 from channels_app.publish import publish_on_commit
+from connectors import webhooks_out
 
 from .models import BusinessCalendar, Case, CaseEvent, Message, ServicePromise
 
@@ -478,6 +479,18 @@ def _clock_name(row: dict) -> str | None:
     return None
 
 
+def _webhook_payload(row: dict, state: str) -> dict:
+    return {
+        "case_id": row["id"],
+        "reference": row["reference"],
+        "sla_state": state,
+        "clock": _clock_name(row),
+        "due_at": row["due_at"],
+        "department_id": row["department_id"],
+        "assignee_id": row["assignee_id"],
+    }
+
+
 def _mark(candidates: QuerySet[Case], *, state: str, now: datetime) -> list[dict]:
     """Set ``state`` on the ``candidates`` not locked by a service right now; return their rows.
 
@@ -559,10 +572,14 @@ def sla_sweep(*, now: datetime | None = None) -> SweepResult:
     with transaction.atomic():
         rows = _mark(at_risk_candidates(now), state=Case.SlaState.AT_RISK, now=now)
         publish_sla_changes(rows, state=Case.SlaState.AT_RISK)
+        webhooks_out.emit_many("sla.at_risk", [_webhook_payload(row, Case.SlaState.AT_RISK) for row in rows])
         result.at_risk = len(rows)
     with transaction.atomic():
         rows = _mark(breach_candidates(now), state=Case.SlaState.BREACHED, now=now)
         publish_sla_changes(rows, state=Case.SlaState.BREACHED, supervisors=True)
+        webhooks_out.emit_many(
+            "sla.breached", [_webhook_payload(row, Case.SlaState.BREACHED) for row in rows]
+        )
         result.breached = len(rows)
     marked = perf_counter()
     result.ladder = breach_ladder_run(now=now)

@@ -13,6 +13,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from cases.api.schema_settings import SCHEMA_SETTINGS as API_SCHEMA_SETTINGS
 from cases.schedule import CASES_BEAT_SCHEDULE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -188,7 +189,15 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # failure webhooks skip the broker for this many seconds, then try it again.
 WEBHOOK_BROKER_RETRY_SECONDS = env.float("WEBHOOK_BROKER_RETRY_SECONDS", default=10.0)
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {**CASES_BEAT_SCHEDULE}
+CELERY_BEAT_SCHEDULE: dict = {
+    **CASES_BEAT_SCHEDULE,
+    # Outbound webhook deliveries whose task was lost (a worker died) are sent again.
+    "redeliver-webhooks": {
+        "task": "connectors.redeliver_webhooks",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
 
 # --- Auth (django-allauth) -------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -304,10 +313,19 @@ ANYMAIL = {
 
 # --- REST framework ---------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "connectors.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "cases.api.exceptions.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "api_token": env.str("API_TOKEN_RATE", default="1200/min"),
+        "api_token_write": env.str("API_TOKEN_WRITE_RATE", default="300/min"),
+        "api_token_create": "20/hour",
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Caseline API",
@@ -315,6 +333,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    **API_SCHEMA_SETTINGS,
 }
 
 # --- Security ----------------------------------------------------------------------
@@ -339,6 +358,9 @@ CONTENT_SECURITY_POLICY = {
         "connect-src": ["'self'", "ws:", "wss:"],
         "frame-ancestors": ["'none'"],
         "form-action": ["'self'"],
+        # No plugins, and no <base> that could re-point the pages' relative script URLs.
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
     }
 }
 

@@ -12,6 +12,8 @@ urlpatterns = [
     path("desk/", include("cases.urls")),
     path("desk/reports/promises/", report_views.promises, name="report-promises"),
     path("webhooks/", include("connectors.urls")),
+    path("api/v1/", include("cases.api.urls")),
+    path("api/", include("cases.api.schema_urls")),
 ]
 
 if settings.DEBUG:

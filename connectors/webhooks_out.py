@@ -34,6 +34,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import httpx
+from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F, Q
@@ -239,6 +240,29 @@ def message_payload(message) -> dict:
     }
 
 
+SUBSCRIPTIONS_CACHE_KEY = "webhooks:active-subscriptions"
+# How long the list of active subscriptions may be reused. Every change to a subscription
+# (services, admin, the failure switch) drops it at once (connectors.apps); the timeout only
+# bounds a change made behind the ORM's back.
+SUBSCRIPTIONS_CACHE_SECONDS = 60
+
+
+def active_subscriptions() -> list[tuple[int, list[str]]]:
+    """``(id, event types)`` of the active subscriptions, from the cache when it has them,
+    so emitting an event nobody subscribed to costs no query on the hot path (ingest)."""
+    rows = cache.get(SUBSCRIPTIONS_CACHE_KEY)
+    if rows is None:
+        rows = list(WebhookSubscription.objects.filter(is_active=True).values_list("pk", "event_types"))
+        cache.set(SUBSCRIPTIONS_CACHE_KEY, rows, SUBSCRIPTIONS_CACHE_SECONDS)
+    return rows
+
+
+def subscriptions_changed(**_kwargs) -> None:
+    """Forget the cached subscriptions (now and again after the commit that changed them)."""
+    cache.delete(SUBSCRIPTIONS_CACHE_KEY)
+    transaction.on_commit(lambda: cache.delete(SUBSCRIPTIONS_CACHE_KEY))
+
+
 def emit(event_type: str, payload: dict) -> list[WebhookDelivery]:
     """Queue ``event_type`` with ``payload`` for every active subscription that wants it.
 
@@ -258,11 +282,7 @@ def emit_many(event_type: str, payloads: list[dict]) -> list[WebhookDelivery]:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     if not payloads:
         return []
-    wanted = [
-        pk
-        for pk, types in WebhookSubscription.objects.filter(is_active=True).values_list("pk", "event_types")
-        if event_type in (types or [])
-    ]
+    wanted = [pk for pk, types in active_subscriptions() if event_type in (types or [])]
     if not wanted:
         return []
     now = timezone.now()
@@ -388,6 +408,7 @@ def _record(delivery: WebhookDelivery, *, status_code, excerpt, error, retry_aft
         disabled = WebhookSubscription.objects.filter(
             pk=subscription_id, is_active=True, failure_count__gte=DISABLE_AFTER_FAILURES
         ).update(is_active=False, disabled_at=now)
+        subscriptions_changed()
         if disabled:
             logger.warning("webhook subscription %s switched off after repeated failures", subscription_id)
             WebhookDelivery.objects.filter(

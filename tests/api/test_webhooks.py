@@ -237,6 +237,22 @@ def test_many_events_cost_two_queries(world, subscription, django_assert_num_que
         assert webhooks_out.emit_many("message.received", []) == []
     with django_assert_num_queries(1):
         assert webhooks_out.emit_many("sla.breached", payloads) == []  # nobody subscribed to it
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):  # the subscribers are cached now: one INSERT
         deliveries = webhooks_out.emit_many("message.received", payloads)
     assert len({d.event_id for d in deliveries}) == 50
+
+
+def test_the_cached_subscriber_list_follows_every_change(world, subscription):
+    payload = [{"case_id": 1}]
+    assert len(webhooks_out.emit_many("message.received", payload)) == 1  # cached from here on
+
+    # switched off behind the services' back (the admin saves the model directly)
+    subscription.is_active = False
+    subscription.save()
+    assert webhooks_out.emit_many("message.received", payload) == []
+
+    subscription.is_active = True
+    subscription.save()
+    assert len(webhooks_out.emit_many("message.received", payload)) == 1
+    subscription.delete()
+    assert webhooks_out.emit_many("message.received", payload) == []
