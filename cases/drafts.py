@@ -352,6 +352,14 @@ def draft_send(
         identity=identity,
         draft_started_at=draft_started_at,
     )
-    if _release(case.pk, author):
-        _announce(presence_read(case_id=case.pk))
+    released = _release(case.pk, author)
+
+    def done_typing(tabs):
+        for line in tabs.values():
+            if line["user"] == author.pk:
+                line["typing_until"] = 0
+
+    presence, changed = _write_tabs(case.pk, done_typing, now=time.time())
+    if released or changed:
+        _announce(presence)
     return message

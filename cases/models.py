@@ -325,6 +325,21 @@ class Case(models.Model):
                 name="case_sla_ladder_idx",
                 condition=models.Q(status__in=["new", "open"], sla_state="breached", breach_step__lt=3),
             ),
+            # The supervisor board (selectors.board_department_rows, board_agent_rows): open
+            # work counted per department and per assignee from the index alone.
+            models.Index(
+                fields=[
+                    "department",
+                    "assignee",
+                    "sla_state",
+                    "status",
+                    "first_inbound_at",
+                    "last_inbound_at",
+                    "last_outbound_at",
+                ],
+                name="case_board_idx",
+                condition=models.Q(status__in=QUEUE_WORK_STATUSES),
+            ),
             # Ingest: the customer's most recent case (reopen window).
             models.Index(fields=["customer", "-last_inbound_at"], name="case_customer_recent_idx"),
         ]

@@ -104,20 +104,18 @@ def _composer_context(
     tab: str = "reply",
 ) -> dict:
     """The reply, note and call forms, with what desk.js needs to guide them."""
-    every = selectors.reply_channels(identities=identities)
+    every = _case_channels(case, identities=identities, used={m.channel_id for m in timeline})
     channels = [ch for ch in every if ch.kind != "phone"]
     phone_channel = next((ch for ch in every if ch.kind == "phone"), None)
     if reply_form is None:
-        default = next(
-            (ch for ch in channels if ch.pk == case.last_channel_id), channels[0] if channels else None
-        )
+        # Answer where the customer last wrote, if we can write there.
+        writable = {ch.pk for ch in channels}
         last_in = next(
-            (
-                m
-                for m in reversed(timeline)
-                if m.direction == "in" and default is not None and m.channel_id == default.pk
-            ),
-            None,
+            (m for m in reversed(timeline) if m.direction == "in" and m.channel_id in writable), None
+        )
+        default = next(
+            (ch for ch in channels if last_in is not None and ch.pk == last_in.channel_id),
+            channels[0] if channels else None,
         )
         reply_form = forms.ReplyForm(
             channels=channels,
@@ -146,6 +144,17 @@ def _composer_context(
         "composer_tab": tab,
         "server_now": _now_iso(),
     }
+
+
+def _case_channels(case: Case, *, identities: list, used: set[int]) -> list:
+    """Company channels to write to the customer on: the case's department's, and any the
+    conversation already went through (``used``), on platforms where the customer has an identity."""
+    used = used | {case.last_channel_id, case.origin_channel_id}
+    return [
+        ch
+        for ch in selectors.reply_channels(identities=identities)
+        if ch.department_id == case.department_id or ch.pk in used
+    ]
 
 
 def _case_context(request: HttpRequest, case: Case, **composer) -> dict:
@@ -269,7 +278,8 @@ def case_reply(request: HttpRequest, reference: str) -> HttpResponse:
     and the draft's start moves to now, so sending again is a decision made having seen it."""
     case = _case_or_404(request, reference)
     identities = selectors.customer_identities(customer=case.customer)
-    channels = [ch for ch in selectors.reply_channels(identities=identities) if ch.kind != "phone"]
+    used = set(case.messages.exclude(channel=None).values_list("channel_id", flat=True).distinct())
+    channels = [ch for ch in _case_channels(case, identities=identities, used=used) if ch.kind != "phone"]
     form = forms.ReplyForm(request.POST, channels=channels, identities=identities)
     if not form.is_valid():
         for text in forms.error_messages(form):
@@ -311,7 +321,8 @@ def case_call(request: HttpRequest, reference: str) -> HttpResponse:
         return _answer(request, reference, status=400, composer={"call_form": form, "tab": "call"})
     data = form.cleaned_data
     identities = selectors.customer_identities(customer=case.customer)
-    channel = next((ch for ch in selectors.reply_channels(identities=identities) if ch.kind == "phone"), None)
+    phones = _case_channels(case, identities=identities, used=set())
+    channel = next((ch for ch in phones if ch.kind == "phone"), None)
     try:
         services.call_log(
             case=case,

@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 BOARD_REFRESH_SECONDS = 5.0
 # Rows a queue page may report as shown.
 MAX_SHOWN_ROWS = 500
+# The same alert (kind, state and cases) within this many seconds is shown once.
+ALERT_REPEAT_SECONDS = 60.0
 
 
 def event_case_ids(event: dict) -> list[int]:
@@ -139,6 +141,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.board = False
         self.board_task: asyncio.Task | None = None
         self.board_sent = 0.0
+        self.typing_check: asyncio.Task | None = None
+        self.alerted: deque = deque(maxlen=32)
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
@@ -160,8 +164,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         return permissions.role_of(self.user)  # loads and caches the memberships for this socket
 
     async def disconnect(self, code):
-        if self.board_task is not None:
-            self.board_task.cancel()
+        for task in (self.board_task, self.typing_check):
+            if task is not None:
+                task.cancel()
         if self.watching is not None:
             await self._unwatch()
         for name in self.joined:
@@ -331,6 +336,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         watching = self.watching
         if watching is None:
             return
+        # "Is typing" lapses without an event when a colleague stops; look again then.
+        if self.typing_check is not None:
+            self.typing_check.cancel()
+            self.typing_check = None
+        if any(viewer.typing for viewer in state.others(self.user.pk)):
+            self.typing_check = asyncio.ensure_future(self._recheck_presence(watching.case_id))
         context = {
             **PUSH_CONTEXT,
             "presence": state,
@@ -348,6 +359,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 "lock_html": render_to_string("cases/partials/draft_lock.html", context),
             }
         )
+
+    async def _recheck_presence(self, case_id: int):
+        await asyncio.sleep(drafts.TYPING_TTL + 0.5)
+        self.typing_check = None
+        if self.watching is not None and self.watching.case_id == case_id:
+            await self._send_presence(await database_sync_to_async(drafts.presence_read)(case_id=case_id))
 
     def _board_soon(self):
         """Ask the board page to refetch its figures, at most every few seconds."""
@@ -370,8 +387,16 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             user=self.user,
             supervisor=self.role in ("admin", "supervisor"),
         )
-        if alert is not None:
-            await self._send_alert(alert)
+        if alert is None:
+            return
+        # The same news can come through several groups as separate events (the sweep tells the
+        # department and the supervisors apart): show it once.
+        signature = (kind, event.get("sla_state"), tuple(sorted(visible)))
+        now = time.monotonic()
+        if any(seen == signature and now - at < ALERT_REPEAT_SECONDS for seen, at in self.alerted):
+            return
+        self.alerted.append((signature, now))
+        await self._send_alert(alert)
 
     async def _incident(self, event_id: str, event: dict):
         if self.role not in ("admin", "supervisor") or not isinstance(event.get("incident_id"), int):

@@ -13,9 +13,9 @@ from django.template.loader import render_to_string
 
 from cases import drafts, forms, permissions, selectors
 
-# The render context of pushed partials: their forms post with htmx, which sends the CSRF
-# token as a header (base.html), so the hidden field stays empty.
-PUSH_CONTEXT = {"csrf_token": "NOTPROVIDED"}
+# The render context of pushed partials: no request, so no CSRF token; their forms post with
+# htmx, which sends the page's token as a header (base.html).
+PUSH_CONTEXT: dict = {}
 
 
 def queue_subscription(

@@ -354,6 +354,27 @@ async def test_who_is_viewing_and_typing_is_live():
     await b.disconnect()
 
 
+async def test_typing_lapses_for_onlookers_when_the_typist_goes_quiet(monkeypatch):
+    monkeypatch.setattr(drafts, "TYPING_TTL", 0.5)
+    world = await sync_to_async(build_world)()
+    case = await sync_to_async(open_case)(world["x"])
+    a = await case_page(world["agent"], case)
+    b = await case_page(world["colleague"], case)
+    await received(a)
+    await received(b)
+
+    await a.send_json_to({"action": "typing", "typing": True, "draft": False})
+    assert "is typing a reply" in presence_text(
+        [m for m in await received(b, quiet=0.2) if m["type"] == "presence"][-1]
+    )
+
+    # nobody reports anything more; the onlooker looks again when typing would have lapsed
+    later = [m for m in await received(b, timeout=3) if m["type"] == "presence"]
+    assert "Agent Test is viewing" in presence_text(later[-1])
+    await a.disconnect()
+    await b.disconnect()
+
+
 async def test_supervisor_takes_over_the_reply_and_the_holder_sees_it():
     world = await sync_to_async(build_world)()
     case = await sync_to_async(open_case)(world["x"])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import nh3
 from django import template
-from django.utils.formats import date_format
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
@@ -131,6 +132,28 @@ def sla_badge(case: Case) -> str:
     )
 
 
+@register.filter
+def stamp(value: datetime | None) -> str:
+    """A moment in the desk's time zone as "24 Nov 2026, 14:05" (cheap: queue rows print many)."""
+    if value is None:
+        return ""
+    local = localtime(value)
+    return f"{local.day} {local:%b %Y, %H:%M}"
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """How long ago, the way the queue reads it: "now", "12m ago", "3h 05m ago", "2d 4h ago"."""
+    if value is None:
+        return ""
+    seconds = int((datetime.now(UTC) - value).total_seconds())
+    if seconds < 60:
+        return "now"
+    if seconds < 3_600:
+        return f"{seconds // 60}m ago"
+    return f"{span_text(seconds)} ago"
+
+
 @register.simple_tag
 def countdown_time(due: datetime | None) -> str:
     """A countdown that desk.js keeps ticking; the server's text is right at render time."""
@@ -142,9 +165,30 @@ def countdown_time(due: datetime | None) -> str:
         " is-overdue" if due <= now else "",
         iso(due),
         iso(due),
-        date_format(localtime(due), "j M Y, H:i"),
+        stamp(due),
         countdown_text(due, now),
     )
+
+
+# A stand-in argument, reversed once per URL name and then replaced (queue rows link many).
+_PLACEHOLDER = 918273645
+
+
+@lru_cache(maxsize=8)
+def _url_pattern(name: str) -> str:
+    return reverse(name, args=[_PLACEHOLDER])
+
+
+@register.filter
+def case_url(reference: str) -> str:
+    """The case page's address."""
+    return _url_pattern("desk:case").replace(str(_PLACEHOLDER), str(reference))
+
+
+@register.filter
+def customer_url(customer_id: int) -> str:
+    """The customer page's address."""
+    return _url_pattern("desk:customer").replace(str(_PLACEHOLDER), str(int(customer_id)))
 
 
 @register.filter
@@ -201,6 +245,19 @@ def waiting_for(since: datetime | None, now: datetime | None = None) -> str:
         '<time class="waiting{}" datetime="{}" title="Since {}">{}</time>',
         " is-long" if seconds >= 3_600 else "",
         iso(since),
-        date_format(localtime(since), "j M Y, H:i"),
+        stamp(since),
         span_text(seconds),
     )
+
+
+@register.simple_tag(takes_context=True)
+def form_token(context) -> str:
+    """The CSRF field of a form that pages render and live pushes render too.
+
+    A page renders the token; a push (rendered by the socket, without a request) renders
+    none, and htmx sends the page's token as a header instead (see base.html).
+    """
+    token = context.get("csrf_token")
+    if not token or str(token) == "NOTPROVIDED":
+        return ""
+    return format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', token)

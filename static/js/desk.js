@@ -527,10 +527,12 @@
       // The draft begins now, in the server's time: what arrived before, the agent has seen.
       started.value = serverNow(form).toISOString();
     }
+    var changedDraft = text._wasEmpty !== !text.value.trim();
     text._wasEmpty = !text.value.trim();
     count();
     var now = Date.now();
-    if (now - typingSent > 3000) {
+    // Report at once when the draft starts or empties (the reply lock follows it), else now and then.
+    if (changedDraft || now - typingSent > 3000) {
       typingSent = now;
       reportTyping(true);
     }

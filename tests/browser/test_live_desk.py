@@ -1,8 +1,14 @@
-"""Two agents at two browsers on a live ASGI server: queues, claims, presence and a stale draft, live.
+"""The desk in real Chromium against a live ASGI server (daphne, forked by
+``ChannelsLiveServerTestCase``), so pages hold real websockets.
 
-Runs against daphne (``ChannelsLiveServerTestCase`` forks it), so the pages hold real
-websockets. Events the test itself causes (a customer writing) are published from this
-process, so the channel layer must be one both processes share: Redis.
+- Two agents at two browsers: a new case appears in both queues, a claim leaves the
+  other's queue, each sees the other on the case, a stale draft is refused, a reply
+  arrives, a dropped connection is announced and what it missed is fetched.
+- A tour: sign in through the form, the queue, a case that crossed four channels, the
+  customer page, the supervisor board with a live breach alert, narrow screens.
+
+Events the test itself causes (a customer writing, the SLA sweep) are published from
+this process, so the channel layer must be one both processes share: Redis.
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ from django.db import connections
 from django.test import Client, override_settings
 from playwright.sync_api import expect
 
-from cases import services
+from cases import services, sla
 from cases.models import Case, Membership, Message
 from config.celery import app as celery_app
 from connectors import registry
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
+from tests.desk.conftest import PASSWORD, crossed_case, minutes_ago
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,6 +52,32 @@ def in_thread(work):
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(run).result(timeout=30)
+
+
+class SocketSwitch:
+    """The page's websocket through Playwright, so a test can cut it (and refuse reconnects)."""
+
+    def __init__(self, page):
+        self.down = False
+        self.open: list = []
+        page.route_web_socket(re.compile(r"/ws/desk/$"), self._route)
+
+    def _route(self, route):
+        if self.down:
+            route.close(code=1011, reason="network down")
+            return
+        server = route.connect_to_server()
+        self.open.append((route, server))
+
+    def drop(self):
+        self.down = True
+        for route, server in self.open:
+            server.close()
+            route.close(code=1011, reason="network down")
+        self.open.clear()
+
+    def restore(self):
+        self.down = False
 
 
 # A private cache for the server process (presence and reply locks live there), tasks
@@ -79,16 +112,20 @@ class LiveDeskTest(ChannelsLiveServerTestCase):
         self.browser = browser
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    def signed_in_page(self, user):
+    def signed_in_page(self, user, width: int = 1360):
         """A browser context of its own for ``user``, signed in through a session cookie."""
         client = Client()  # one each: signing a second user into a client ends the first's session
         client.force_login(user)
-        context = self.browser.new_context(viewport={"width": 1360, "height": 900})
+        context = self.browser.new_context(viewport={"width": width, "height": 900})
         context.add_cookies(
             [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
               "url": self.live_server_url}]
         )  # fmt: skip
-        page = context.new_page()
+        return self.watched(context.new_page())
+
+    def watched(self, page):
+        """``page`` with its console errors collected and its socket switchable."""
+        page.network = SocketSwitch(page)
         problems = []
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: problems.append(str(e)))
@@ -191,8 +228,171 @@ class LiveDeskTest(ChannelsLiveServerTestCase):
         expect(a.locator(f"#message-{reply.pk}")).to_contain_text("it is on its way")
         expect(a.locator(f"#message-{reply.pk}")).to_contain_text("Sent")
         expect(a.locator("#draft-lock")).not_to_contain_text("Ben Okafor is writing")
+        expect(a.locator("#presence")).to_contain_text("Ben Okafor is viewing")
         a.screenshot(path=f"{SCREENSHOTS}/live-case-after-reply.png", full_page=True)
+
+        # when A's connection drops, A is told; what happened meanwhile arrives when it is back
+        a.network.drop()
+        expect(a.locator("#live-status")).to_be_visible()
+        expect(a.locator("#live-status")).to_contain_text("Offline — reconnecting")
+        expect(a.locator("#live-dot")).to_have_class(re.compile("is-down"))
+        a.screenshot(path=f"{SCREENSHOTS}/live-case-offline.png")
+        missed = self.customer_writes(case, "Brilliant, thank you!")
+        expect(a.locator(f"#message-{missed.pk}")).to_have_count(0)
+        a.network.restore()
+        expect(a.locator("#live-status")).to_be_hidden(timeout=20_000)
+        expect(a.locator(f"#message-{missed.pk}")).to_contain_text("Brilliant, thank you!")
 
         refusals = [text for text in b.problems if "status of 409" in text]
         assert len(refusals) == 1  # the stale draft, and nothing else went wrong on either page
-        assert a.problems == [] and [text for text in b.problems if text not in refusals] == []
+        assert [text for text in a.problems if "ERR_INTERNET_DISCONNECTED" not in text] == []
+        assert [text for text in b.problems if text not in refusals] == []
+
+    def make_channels(self):
+        """One company channel per platform for Social Care, each with a 60-minute promise."""
+        social = self.channel.department
+        made = {"x": self.channel}
+        for kind, name in [
+            ("facebook", "Brand page"),
+            ("instagram", "Brand on Instagram"),
+            ("whatsapp", "Brand WhatsApp"),
+            ("email", "Support mailbox"),
+            ("phone", "Support line"),
+        ]:
+            made[kind] = factories.ChannelFactory(
+                kind=kind, name=name, slug=f"brand-{kind}", department=social
+            )
+            factories.ServicePromiseFactory(
+                channel=made[kind], first_response_minutes=60, next_response_minutes=60
+            )
+        return made  # fmt: skip
+
+    def test_tour_of_the_desk(self):
+        channels = self.make_channels()
+        case, in_order = crossed_case(channels, self.ana)
+        billing = factories.DepartmentFactory(name="Billing", slug="billing")
+        mailbox = factories.ChannelFactory(
+            kind="email", name="Billing mailbox", slug="billing-mail", department=billing
+        )
+        factories.ServicePromiseFactory(channel=mailbox)
+        elsewhere = services.case_open(
+            customer=factories.CustomerFactory(), channel=mailbox, subject="Invoice copy"
+        )
+        for n, (minutes, subject) in enumerate(
+            [
+                (50, "Seat refund for CL208"),
+                (95, "Pram damaged on arrival"),
+                (5, "Lounge access question"),
+                (20, "Name change on booking"),
+                (130, "Missed connection in AMS"),
+            ]
+        ):
+            customer = factories.CustomerFactory(tier="vip" if n == 1 else "standard")
+            identity = factories.IdentityFactory(customer=customer, kind="x", platform_id=str(5000 + n))
+            other = services.case_open(customer=customer, channel=self.channel, subject=subject)
+            services.message_add(
+                case=other,
+                direction="in",
+                kind="post",
+                channel=self.channel,
+                identity=identity,
+                is_public=True,
+                text=subject,
+                sent_at=minutes_ago(minutes),
+            )
+            if n % 2:
+                services.case_claim(case=other, actor=self.ben)  # fmt: skip
+        boss = factories.UserFactory(
+            username="boss", first_name="Mira", last_name="Chen", email="mira@example.test"
+        )
+        factories.MembershipFactory(
+            user=boss, department=self.channel.department, role=Membership.Role.SUPERVISOR
+        )
+        self.ana.email = "ana@example.test"
+        self.ana.set_password(PASSWORD)
+        self.ana.save()
+
+        # the agent signs in through the real form
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        page = self.watched(context.new_page())
+        page.goto(f"{self.live_server_url}/desk/")
+        expect(page).to_have_url(re.compile(r"/accounts/login/"))
+        page.screenshot(path=f"{SCREENSHOTS}/tour-login.png")
+        page.get_by_label("E-mail").fill("ana@example.test")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+
+        # the queue shows the department's cases, soonest due first, and no other department's
+        expect(page.get_by_role("heading", name="Department")).to_be_visible()
+        row = page.locator(f'tr[data-case="{case.reference}"]')
+        expect(row).to_contain_text("Sam Porter")
+        expect(row).to_contain_text("VIP")
+        expect(page.locator(f'tr[data-case="{elsewhere.reference}"]')).to_have_count(0)
+        keys = page.locator("#queue-rows tr").evaluate_all("rows => rows.map(r => r.dataset.key)")
+        assert keys == sorted(keys) and len(keys) == 6
+        expect(page.locator("#live-dot")).to_have_class(re.compile("is-live"))
+        page.screenshot(path=f"{SCREENSHOTS}/tour-queue.png", full_page=True)
+
+        # the crossed case reads in the order things were written, each with its channel and form
+        row.get_by_role("link", name=case.reference).click()
+        expect(page.get_by_role("heading", name="Router keeps dropping")).to_be_visible()
+        entries = page.locator("#timeline > li")
+        expect(entries).to_have_count(len(in_order))
+        assert [entries.nth(i).get_attribute("id") for i in range(len(in_order))] == [
+            f"message-{m.pk}" for m in in_order
+        ]
+        expect(entries.nth(0).locator(".entry-head")).to_contain_text("Post")
+        expect(entries.nth(0).locator(".entry-head")).to_contain_text("Public")
+        expect(entries.nth(1).locator(".entry-head")).to_contain_text("Direct message")
+        expect(entries.nth(3).locator(".entry-head")).to_contain_text("E-mail")
+        expect(entries.nth(4)).to_contain_text("03:05")
+        expect(entries.nth(5).locator(".entry-head")).to_contain_text("Internal note")
+        expect(page.locator("#case-header time.countdown").first).to_have_text(
+            re.compile(r"^(in .+|.+ overdue)$")
+        )
+        # the X counter counts against 280 on a public reply, and an e-mail reply cannot be public
+        page.locator("#reply-channel").select_option(label="Brand on X")
+        page.locator("label.vis-public").click()
+        page.locator("#reply-text").fill("Hello " * 50)
+        expect(page.locator("[data-counter]")).to_have_text("299 / 280")
+        expect(page.locator("[data-counter]")).to_have_class(re.compile("is-over"))
+        page.locator("#reply-channel").select_option(label="Support mailbox")
+        expect(page.locator("label.vis-public input")).to_be_disabled()
+        expect(page.locator("label.vis-private input")).to_be_checked()
+        page.locator("#reply-text").fill("")
+        page.screenshot(path=f"{SCREENSHOTS}/tour-case.png", full_page=True)
+
+        # the customer page: identities with provenance, every case
+        page.get_by_role("link", name="profile and all cases").click()
+        expect(page.get_by_role("heading", name=re.compile("Sam Porter"))).to_be_visible()
+        expect(page.locator("#identities-title + ul")).to_contain_text("Linked by an agent")
+        expect(page.locator(f'tr[data-case="{case.reference}"]')).to_be_visible()
+        page.screenshot(path=f"{SCREENSHOTS}/tour-customer.png", full_page=True)
+
+        # on a phone-sized screen nothing scrolls sideways
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{self.live_server_url}/desk/?view=department")
+        expect(page.locator(f'tr[data-case="{case.reference}"]')).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=f"{SCREENSHOTS}/tour-queue-narrow.png", full_page=True)
+        page.goto(f"{self.live_server_url}/desk/cases/{case.reference}/")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=f"{SCREENSHOTS}/tour-case-narrow.png", full_page=True)
+
+        # the supervisor's board, and a breach alert arriving live
+        board = self.signed_in_page(boss)
+        board.goto(f"{self.live_server_url}/desk/board/")
+        expect(board.locator("#board-live")).to_contain_text("Social Care")
+        expect(board.locator("#live-dot")).to_have_class(re.compile("is-live"))
+        in_thread(sla.sla_sweep)
+        alert = board.locator("#alerts [data-alert]").first
+        expect(alert).to_contain_text("broke the service promise")
+        expect(board.locator("#board-live tr[data-department] .stat-bad")).to_have_text(
+            "2"
+        )  # refetched figures
+        board.screenshot(path=f"{SCREENSHOTS}/tour-board.png", full_page=True)
+        alert.get_by_role("button", name="Dismiss").click()
+        expect(board.locator("#alerts [data-alert]")).to_have_count(0)
+
+        assert [text for text in page.problems if "Content Security Policy" in text] == []
+        assert board.problems == []
