@@ -363,3 +363,20 @@ def draft_send(
     if released or changed:
         _announce(presence)
     return message
+
+
+def draft_move_to_private(*, case: Case, actor, channel, private_channel_kind: str = "dm") -> Message:
+    """Ask the customer, in public, to continue privately, unless a colleague holds the reply lock.
+
+    Builds on :func:`cases.services.case_move_to_private` (a public reply quoting the case
+    reference; the case then waits on the customer). It is a reply like any other, so a
+    colleague writing one holds it back (``DraftLocked``).
+    """
+    holder = draft_lock_holder(case_id=case.pk)
+    if holder is not None and holder.user_id != actor.pk:
+        raise DraftLocked(_refusal(holder), field="channel")
+    if not permissions.can_work_case(actor, case):
+        raise NotPermitted("You cannot reply on this case.")
+    return services.case_move_to_private(
+        case=case, actor=actor, channel=channel, private_channel_kind=private_channel_kind
+    )

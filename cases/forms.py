@@ -194,6 +194,13 @@ class ReasonForm(forms.Form):
     reason = _reason()
 
 
+class MovePrivateForm(forms.Form):
+    channel = forms.IntegerField(label="Public channel")
+    private_channel_kind = forms.ChoiceField(
+        label="Continue by", choices=[("dm", "Direct message"), ("email", "E-mail")], initial="dm"
+    )
+
+
 class TakeOverForm(forms.Form):
     reason = forms.CharField(label="Reason", required=False, max_length=500)
 

@@ -549,8 +549,33 @@ def transfer_departments(*, user, case: Case) -> list[Department]:
     return [d for d in all_departments(user=user) if d.is_active and d.pk != case.department_id]
 
 
-def case_actions_context(*, user, case: Case) -> dict:
-    """What the case page's action panel offers ``user`` (the page and live pushes render it alike)."""
+def public_channels(*, case: Case, timeline: list[Message] | None = None) -> list:
+    """The social channels where the customer wrote to us in public on this case (WhatsApp has no
+    public side): where a reply can ask them to continue privately."""
+    if timeline is None:
+        timeline = list(
+            Message.objects.filter(case=case, direction=Message.Direction.IN, is_public=True).select_related(
+                "channel"
+            )
+        )
+    found = {}
+    for message in timeline:
+        channel = message.channel
+        if (
+            message.direction == Message.Direction.IN
+            and message.is_public
+            and channel is not None
+            and channel.is_social
+            and channel.kind != "whatsapp"
+        ):
+            found[channel.pk] = channel
+    return list(found.values())
+
+
+def case_actions_context(*, user, case: Case, timeline: list[Message] | None = None) -> dict:
+    """What the case page's action panel offers ``user`` (the page and live pushes render it alike).
+
+    ``timeline``: the case's messages when the caller has them (saves a query)."""
     from .escalation import next_path
 
     can_work = permissions.can_work_case(user, case)
@@ -564,11 +589,14 @@ def case_actions_context(*, user, case: Case) -> dict:
         "members": [],
         "transfer_departments": [],
         "escalation_path": None,
+        "public_channels": [],
     }
     if can_work:
         context["members"] = department_members(department_id=case.department_id)
         context["transfer_departments"] = transfer_departments(user=user, case=case)
         context["escalation_path"] = next_path(case)
+        if case.is_open:
+            context["public_channels"] = public_channels(case=case, timeline=timeline)
     return context
 
 

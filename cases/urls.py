@@ -22,5 +22,6 @@ urlpatterns = [
     path("cases/<str:reference>/escalate/", views.case_escalate, name="case_escalate"),
     path("cases/<str:reference>/monitor/", views.case_monitor, name="case_monitor"),
     path("cases/<str:reference>/respond/", views.case_respond, name="case_respond"),
+    path("cases/<str:reference>/move-to-private/", views.case_move_private, name="case_move_private"),
     path("cases/<str:reference>/reply-lock/take/", views.case_take_over, name="case_take_over"),
 ]

@@ -167,7 +167,7 @@ def _case_context(request: HttpRequest, case: Case, **composer) -> dict:
         "other_cases": selectors.customer_other_cases(user=request.user, case=case),
         "presence": drafts.presence_read(case_id=case.pk),
         "rendered_at": _now_iso(),
-        **selectors.case_actions_context(user=request.user, case=case),
+        **selectors.case_actions_context(user=request.user, case=case, timeline=timeline),
         **_composer_context(request, case, identities=identities, timeline=timeline, **composer),
     }
 
@@ -416,6 +416,22 @@ def case_respond(request: HttpRequest, reference: str) -> HttpResponse:
         return "Back in the answer queue; the clocks run from now."
 
     return _act(request, reference, forms.ReasonForm, respond)
+
+
+@login_required
+@require_POST
+def case_move_private(request: HttpRequest, reference: str) -> HttpResponse:
+    def move(case: Case, data: dict) -> str:
+        channel = {ch.pk: ch for ch in selectors.public_channels(case=case)}.get(data["channel"])
+        if channel is None:
+            raise ServiceError("Choose a channel where the customer wrote in public.", field="channel")
+        drafts.draft_move_to_private(
+            case=case, actor=request.user, channel=channel, private_channel_kind=data["private_channel_kind"]
+        )
+        where = "a direct message" if data["private_channel_kind"] == "dm" else "an e-mail"
+        return f"Asked the customer publicly to continue by {where}; the case waits on them."
+
+    return _act(request, reference, forms.MovePrivateForm, move)
 
 
 @login_required

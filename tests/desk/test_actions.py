@@ -370,3 +370,38 @@ def test_canned_reply_with_an_unknown_placeholder_is_refused_in_admin(admin_clie
         response
     )
     assert not CannedReply.objects.exists()
+
+
+# --- Move to private -------------------------------------------------------------------------------------
+
+
+def test_ask_a_public_customer_to_continue_privately(desk, agent, other_agent, channel):
+    case = open_case(channel=channel, kind="post", text="@brand my account is locked")
+    assert "Ask to continue privately" in text_of(desk.get(url("case", case)))
+
+    response = desk.post(
+        url("case_move_private", case), {"channel": channel.pk, "private_channel_kind": "dm"}, follow=True
+    )
+
+    reply = Message.objects.get(case=case, direction="out")
+    assert reply.is_public and case.reference in reply.text
+    case.refresh_from_db()
+    assert case.status == Case.Status.WAITING_ON_CUSTOMER
+    assert "Asked the customer publicly to continue by a direct message" in text_of(response)
+
+
+def test_move_to_private_respects_the_reply_lock_and_needs_a_public_message(desk, other_agent, channel):
+    dm_only = open_case(channel=channel, kind="dm")
+    assert "Ask to continue privately" not in text_of(desk.get(url("case", dm_only)))
+    refused = desk.post(
+        url("case_move_private", dm_only), {"channel": channel.pk, "private_channel_kind": "dm"}, follow=True
+    )
+    assert "Channel: Choose a channel where the customer wrote in public." in text_of(refused)
+
+    public = open_case(channel=channel, kind="post")
+    drafts.case_typing(case=public, tab="t", user=other_agent, typing=True, has_draft=True)
+    held = desk.post(
+        url("case_move_private", public), {"channel": channel.pk, "private_channel_kind": "dm"}, follow=True
+    )
+    assert f"{other_agent.get_full_name()} is writing the reply to this case" in text_of(held)
+    assert not Message.objects.filter(direction="out").exists()
