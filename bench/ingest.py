@@ -414,6 +414,10 @@ def _process_worker(processor: str, batch: int, out) -> None:
 
     connections.close_all()
     queries = 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    cpu_before = _cpu_seconds(os.getpid()), _cpu_seconds(backend)
 
     def count(execute, sql, params, many, context):
         nonlocal queries
@@ -445,8 +449,24 @@ def _process_worker(processor: str, batch: int, out) -> None:
                 for event_id in ids:
                     if inbox.inbound_event_process(event_id=event_id) is not None:
                         events += 1
+    cpu = _cpu_seconds(os.getpid()) - cpu_before[0], _cpu_seconds(backend) - cpu_before[1]
     connections.close_all()
-    out.send({"queries": queries, "events": events, "retries": retries, "deferred": deferred})
+    out.send(
+        {
+            "queries": queries,
+            "events": events,
+            "retries": retries,
+            "deferred": deferred,
+            "python_cpu": cpu[0],
+            "postgres_cpu": cpu[1],
+        }
+    )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process on this machine (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process(processor: str, workers: int, batch: int) -> dict:
@@ -479,6 +499,9 @@ def process(processor: str, workers: int, batch: int) -> dict:
         .values_list("status", "n")
     )
     queries = sum(r["queries"] for r in results)
+    python_cpu = sum(r["python_cpu"] for r in results)
+    postgres_cpu = sum(r["postgres_cpu"] for r in results)
+    cpu_ms = (python_cpu + postgres_cpu) * 1000 / max(messages, 1)
     return {
         "processor": processor,
         "workers": workers,
@@ -487,6 +510,16 @@ def process(processor: str, workers: int, batch: int) -> dict:
         "seconds": round(elapsed, 2),
         "per_second": round(messages / elapsed, 1),
         "queries_per_message": round(queries / max(messages, 1), 2),
+        # CPU the workers and their PostgreSQL backends spent per message: what the rate
+        # would be on an otherwise idle machine is about cores / this.
+        "cpu_ms_per_message": {
+            "python": round(python_cpu * 1000 / max(messages, 1), 3),
+            "postgres": round(postgres_cpu * 1000 / max(messages, 1), 3),
+            "total": round(cpu_ms, 3),
+        },
+        "idle_machine_estimate_per_second": round((os.cpu_count() or 1) * 1000 / cpu_ms, 1)
+        if cpu_ms
+        else None,
         "batches_retried": sum(r.get("retries", 0) for r in results),
         "events_deferred": sum(r.get("deferred", 0) for r in results),
         "event_statuses": statuses,
@@ -499,10 +532,14 @@ def run_round(label: str, args, *, seed: int) -> dict:
     print(
         f"[{label}] built {len(requests)} signed webhooks in {time.perf_counter() - started:.1f}s", flush=True
     )
+    load_before = os.getloadavg()[0]
     ack = acknowledge(requests, args.ack_workers)
+    ack["load_average_1m_before"] = round(load_before, 2)
     print(f"[{label}] acknowledged: {json.dumps(ack)}", flush=True)
     _purge_queue()
+    load_before = os.getloadavg()[0]
     done = process(args.processor, args.workers, args.batch)
+    done["load_average_1m_before"] = round(load_before, 2)
     print(f"[{label}] processed: {json.dumps(done)}", flush=True)
     return {"acknowledged": ack, "processed": done}
 
@@ -557,10 +594,18 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
     from django.db import connection
 
+    # Load the whole request and processing path before the workers fork, so they share it.
+    import config.urls  # noqa: F401
+    from connectors import inbox  # noqa: F401
+
     report: dict = {
         "benchmark": "ingest",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg(),
+        },
         "n": args.n,
         "mix": MIX,
         "reply_share": 0.3,

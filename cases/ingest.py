@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import logging
 import re
+from bisect import bisect_left, bisect_right, insort
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -177,6 +178,8 @@ class IngestContext:
         self._channels: dict[int, object] = {}
         self._settings: TriageSettings | None = None
         self._escalating: set[int] | None = None
+        # Customer id -> sorted times of their inbound messages in the batch's repeat window.
+        self._contacts: dict[int, list[datetime]] = {}
         # What was written, for summaries: new messages, new cases, existing cases changed.
         self.messages_created = 0
         self.cases_created: set[int] = set()
@@ -230,6 +233,22 @@ class IngestContext:
         ):
             self._orphans.setdefault(row[0], []).append(_Orphan(*row[1:]))
         self._orphans_prefetched = True
+        customer_ids = {i.customer_id for i in known.values()}
+        if customer_ids:
+            window = timedelta(days=self.triage_settings().repeat_window_days)
+            times = [m.sent_at for _, m in items if m.sent_at is not None]
+            self._contacts = {customer_id: [] for customer_id in customer_ids}
+            for customer_id, sent_at in (
+                Message.objects.filter(
+                    case__customer_id__in=sorted(customer_ids),
+                    direction=Message.Direction.IN,
+                    sent_at__gte=min(times) - window,
+                    sent_at__lte=max(times),
+                )
+                .order_by("sent_at")
+                .values_list("case__customer_id", "sent_at")
+            ):
+                self._contacts.setdefault(customer_id, []).append(sent_at)
 
     def forget(self) -> None:
         """Drop what was learnt: an event rolled back, so rows it created may not exist."""
@@ -237,6 +256,7 @@ class IngestContext:
         self._identities.clear()
         self._orphans.clear()
         self._orphans_prefetched = False
+        self._contacts.clear()
 
     # --- lookups ---
 
@@ -274,8 +294,20 @@ class IngestContext:
         """Give ``case`` the batch's channel instances, so its clocks read promises without a query."""
         for field in ("origin_channel", "last_channel"):
             channel_id = getattr(case, f"{field}_id")
-            if channel_id in self._channels and not case._state.fields_cache.get(field):
+            if channel_id in self._channels and not Case._meta.get_field(field).is_cached(case):
                 setattr(case, field, self._channels[channel_id])
+
+    def repeat_contacts(self, customer_id: int, at: datetime) -> int | None:
+        """The customer's inbound messages in the repeat window before ``at`` (triage's repeat
+        contact), when the batch knows them; None to have triage count them."""
+        times = self._contacts.get(customer_id)
+        if times is None:
+            return None
+        since = at - timedelta(days=self.triage_settings().repeat_window_days)
+        return bisect_right(times, at) - bisect_left(times, since)
+
+    def new_customer(self, customer_id: int) -> None:
+        self._contacts[customer_id] = []
 
     def triage_settings(self) -> TriageSettings:
         if self._settings is None:
@@ -297,6 +329,9 @@ class IngestContext:
 
     def remember(self, message: Message) -> None:
         self.messages_created += 1
+        contacts = self._contacts.get(message.case.customer_id)
+        if contacts is not None and message.direction == Message.Direction.IN:
+            insort(contacts, message.sent_at)
         if message.case_id not in self.cases_created:
             self.cases_updated.add(message.case_id)
         if message.channel_id is not None and message.external_id:
@@ -556,6 +591,7 @@ def _store(
     """
     is_new = case.pk is None
     ctx.attach_channels(case)
+    stored = None if is_new else _case_values(case)
     message = Message(
         case=case,
         direction=Message.Direction.IN,
@@ -578,11 +614,13 @@ def _store(
     event_kind, before = services.case_apply_message(
         case, direction=Message.Direction.IN, kind=inbound.kind, channel=channel, at=inbound.sent_at
     )
+    if new_customer:
+        ctx.new_customer(case.customer_id)
     result = triage.assess_inbound(
         case=case,
         message=message,
         settings=ctx.triage_settings(),
-        repeat_contacts=0 if new_customer else None,
+        repeat_contacts=0 if new_customer else ctx.repeat_contacts(case.customer_id, inbound.sent_at),
     )
     message.triage = result.breakdown()
     changed, triage_events = triage.triage_changes(case=case, message=message, result=result)
@@ -590,7 +628,8 @@ def _store(
         case.save(force_insert=True)
         ctx.cases_created.add(case.pk)
     else:
-        case.save()
+        changed_fields = [name for name, value in _case_values(case).items() if stored[name] != value]
+        case.save(update_fields=[*changed_fields, "updated_at"])
     message.case = case
     message.save(force_insert=True)
     events = []
@@ -630,6 +669,14 @@ def _store(
     if {"priority", "category"} & set(changed) and ctx.escalates(case.department_id):
         escalation.escalate_if_triggered(case=case)
     return message
+
+
+_CASE_FIELDS = [f for f in Case._meta.concrete_fields if not f.primary_key]
+
+
+def _case_values(case: Case) -> dict:
+    """The case's column values by field name: what ``_store`` compares to save only the changes."""
+    return {f.name: getattr(case, f.attname) for f in _CASE_FIELDS}
 
 
 def _lock(case: Case, *, nowait: bool = False) -> Case:

@@ -30,6 +30,8 @@ from .models import Customer, CustomerMerge, Identity, IdentitySuggestion
 
 # Addresses as people write them in a message (the identifier module validates them).
 EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+# Seven digits or more with separators between: the only texts worth phonenumbers' slower matcher.
+PHONE_HINT_RE = re.compile(r"\d(?:[\s().\-/]*\d){6}")
 # Suggestions looked at per message at most (a mail full of addresses is not a profile).
 MAX_CANDIDATES = 20
 
@@ -302,7 +304,7 @@ def contact_values(text: str) -> dict[tuple[str, str], str]:
             found.setdefault(("email", normalize_email(raw.strip("."))), raw)
         except ValidationError:
             continue
-    if any(ch.isdigit() for ch in text or ""):
+    if PHONE_HINT_RE.search(text or ""):
         for match in phonenumbers.PhoneNumberMatcher(text, settings.DEFAULT_PHONE_REGION):
             number = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
             for kind in sorted(PHONE_KINDS):

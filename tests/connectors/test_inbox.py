@@ -589,6 +589,8 @@ def test_batch_and_single_event_paths_thread_alike(x_channel):
     case = Case.objects.get()
     mention, reply, dm = case.messages.order_by("sent_at")
     assert reply.reply_to == mention and dm.kind == "dm"
+    # Repeat contact counts the mention (an earlier batch) and the reply (this batch).
+    assert (reply.triage["repeat_contacts"], dm.triage["repeat_contacts"]) == (1, 2)
     assert Customer.objects.count() == 1
     assert list(case.events.values_list("kind", flat=True).order_by("id")) == list(
         CaseEvent.objects.filter(case=case).order_by("id").values_list("kind", flat=True)
@@ -596,18 +598,18 @@ def test_batch_and_single_event_paths_thread_alike(x_channel):
 
 
 @pytest.mark.parametrize("follow_ups", [2, 5])
-def test_batch_of_follow_ups_costs_seven_queries_a_message(x_channel, django_assert_num_queries, follow_ups):
+def test_batch_of_follow_ups_costs_six_queries_a_message(x_channel, django_assert_num_queries, follow_ups):
     for i in range(follow_ups):
         store(x_channel, x_dm_body(f"first{i}", f"80{i}"))
     inbox.inbound_events_process_batch()
     for i in range(follow_ups):
         store(x_channel, x_dm_body(f"again{i}", f"80{i}", text="any news?"))
 
-    # Per batch: the events (1), their channels (1), stored messages, identities and early
-    # replies (3), triage settings (1), the statuses (1), and here the batch's savepoint (2)
-    # inside the test's transaction. Per message: savepoint (2), the customer's recent
-    # case, locked (1), repeat contacts (1), case, message and event (3).
-    with django_assert_num_queries(9 + 7 * follow_ups):
+    # Per batch: the events (1), their channels (1), stored messages, identities, early
+    # replies and the customers' recent messages (4), triage settings (1), the statuses (1),
+    # and here the batch's savepoint (2) inside the test's transaction. Per message:
+    # savepoint (2), the customer's recent case, locked (1), case, message and event (3).
+    with django_assert_num_queries(10 + 6 * follow_ups):
         result = inbox.inbound_events_process_batch()
 
     assert result.statuses == {"processed": follow_ups} and result.cases_updated == follow_ups
