@@ -91,7 +91,7 @@ def meta_signature(body: bytes) -> str:
 def twilio_signature(path: str, body: bytes) -> str:
     from urllib.parse import parse_qsl
 
-    params = sorted(parse_qsl(body.decode(), keep_blank_values=True))
+    params = sorted(parse_qsl(body.decode().strip(), keep_blank_values=True))
     payload = PUBLIC_URL + path + "".join(name + value for name, value in params)
     token = secret(PHONE_SECRETS, "auth_token").encode()
     return base64.b64encode(hmac.new(token, payload.encode(), hashlib.sha1).digest()).decode("ascii")
