@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 from django.db.models import Case as DbCase
 from django.db.models import CharField, Count, F, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce, Lower, NullIf, Substr
@@ -226,7 +227,10 @@ def case_queue(
     if department_id is not None:
         queryset = queryset.filter(department_id=department_id)
     if q:
-        queryset = queryset.filter(search_q(q))
+        candidates = search_candidates(q)
+        queryset = (
+            queryset.filter(pk__in=candidates) if candidates is not None else queryset.filter(search_q(q))
+        )
     if after is not None:
         queryset = queryset.alias(queue_due=queue_due()).filter(_after(after))
     order = (queue_due().asc(), "-id")
@@ -337,6 +341,30 @@ def _identity_customers(q: str) -> QuerySet | None:
     return None
 
 
+def _search_parts(text: str) -> list[QuerySet]:
+    """One query per way a case can match a search, each giving case ids from an index read."""
+    reference = search_reference(text)
+    by_reference = Case.objects.filter(reference=reference).order_by().values_list("pk", flat=True)
+    if reference and text.upper().startswith("C-"):
+        return [by_reference]
+    parts = [by_reference] if reference else []
+    customers = _identity_customers(text)
+    if customers is not None:
+        parts.append(Case.objects.filter(customer_id__in=customers).order_by().values_list("pk", flat=True))
+    named = Customer.objects.alias(name_lower=Lower("name")).filter(name_lower=text.lower()).values("pk")
+    parts.append(Case.objects.filter(customer_id__in=named).order_by().values_list("pk", flat=True))
+    if settings.IS_POSTGRES:
+        query = SearchQuery(text, config="english", search_type="websearch")
+        subjects = Case.objects.alias(search=SearchVector("subject", config="english")).filter(search=query)
+        messages = Message.objects.alias(search=SearchVector("text", config="english")).filter(search=query)
+    else:
+        subjects = Case.objects.filter(subject__icontains=text)
+        messages = Message.objects.filter(text__icontains=text)
+    parts.append(subjects.order_by().values_list("pk", flat=True))
+    parts.append(messages.order_by().values_list("case_id", flat=True))
+    return parts
+
+
 def search_q(q: str) -> Q:
     """Cases matching a desk search: a reference, a handle, e-mail or phone of any of the customer's
     identities, the customer's name, or words in the subject or any message.
@@ -345,40 +373,46 @@ def search_q(q: str) -> Q:
     (lower(handle), kind + platform_id), lower(customer name), and on PostgreSQL the GIN
     full-text indexes ``case_subject_search_idx`` / ``message_text_search_idx`` (English
     stemming, web-search syntax: quotes, ``or``, ``-word``). SQLite falls back to LIKE.
+    As a filter it suits searches that match many cases: the queue reads in its order
+    and stops at a page. See :func:`search_candidates` for the others.
     """
     text = (q or "").strip()[:SEARCH_MAX_LENGTH]
     if not text:
         return Q()
-    reference = search_reference(text)
-    if reference and text.upper().startswith("C-"):
-        return Q(reference=reference)
-    found = Q(reference=reference) if reference else Q(pk__in=[])
-    customers = _identity_customers(text)
-    if customers is not None:
-        found |= Q(customer_id__in=customers)
-    found |= Q(
-        customer_id__in=Customer.objects.alias(name_lower=Lower("name"))
-        .filter(name_lower=text.lower())
-        .values("pk")
-    )
-    if settings.IS_POSTGRES:
-        query = SearchQuery(text, config="english", search_type="websearch")
-        messages = (
-            Message.objects.alias(search=SearchVector("text", config="english"))
-            .filter(search=query)
-            .values("case_id")
-        )
-        subjects = (
-            Case.objects.alias(search=SearchVector("subject", config="english"))
-            .filter(search=query)
-            .values("pk")
-        )
-        found |= Q(pk__in=subjects) | Q(pk__in=messages)
-    else:
-        found |= Q(subject__icontains=text) | Q(
-            pk__in=Message.objects.filter(text__icontains=text).values("case_id")
-        )
+    found = Q(pk__in=[])
+    for part in _search_parts(text):
+        found |= Q(pk__in=part)
     return found
+
+
+# At most this many cases are listed by id; a search matching more filters the queue as it reads.
+SEARCH_CANDIDATES = 2000
+SEARCH_SCAN_ROWS = 5000
+
+
+def search_candidates(q: str) -> list[int] | None:
+    """The ids of the cases a search matches, when they are few; None when they are many.
+
+    Most searches (a reference, a handle, an address, a number, a rare word) match a
+    handful of cases: listing them first (one UNION ALL of the index reads, stopped after
+    ``SEARCH_SCAN_ROWS`` rows) lets the queue fetch just those rows by id instead of reading
+    its whole order looking for them. A common word matches thousands: then None, and
+    the queue filters with :func:`search_q` as it reads, stopping at a page.
+    """
+    text = (q or "").strip()[:SEARCH_MAX_LENGTH]
+    first, *rest = _search_parts(text)
+    found = first.union(*rest, all=True)[:SEARCH_SCAN_ROWS] if rest else first[:SEARCH_SCAN_ROWS]
+    if settings.IS_POSTGRES:
+        # Parallel workers take longer to start than these index reads take to run.
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            rows = list(found)
+    else:
+        rows = list(found)
+    ids = set(rows)
+    if len(rows) >= SEARCH_SCAN_ROWS or len(ids) > SEARCH_CANDIDATES:
+        return None
+    return sorted(ids)
 
 
 # --- Live updates --------------------------------------------------------------------------------
