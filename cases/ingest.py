@@ -656,7 +656,10 @@ def _store(
     _attachments_save(message, inbound)
     # An address or number that is another customer's identity: a suggestion, never a merge.
     identity_suggestions_record(
-        customer=identity.customer, text=f"{inbound.subject}\n{inbound.text}", source_message_id=message.pk
+        customer=identity.customer,
+        text=f"{inbound.subject}\n{inbound.text}",
+        source_message_id=message.pk,
+        author=identity,
     )
     case_groups = triage.triage_groups(case)
     publish_on_commit(

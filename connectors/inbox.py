@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from cases import ingest
@@ -301,18 +303,22 @@ def _process_batch(limit: int, event_ids: list[int] | None, statuses: tuple[str,
             ]
         )
         now = timezone.now()
-        done = []
+        finished: dict[tuple[str, str, bool], list[int]] = defaultdict(list)
         for event in events:
             status, note, failed = _batch_event(event, parsed[event.pk], context)
             outcome.statuses[status] += 1
             if status == InboundEvent.Status.PENDING:
                 continue  # deferred: left as it was
-            event.status, event.error, event.processed_at = status, (note or "")[:MAX_ERROR_LENGTH], now
+            note = (note or "")[:MAX_ERROR_LENGTH]
+            finished[(status, note, failed)].append(event.pk)
             if failed:
-                event.attempts = min(event.attempts + 1, 32767)
-                outcome.failures.append((event.pk, event.error))
-            done.append(event)
-        InboundEvent.objects.bulk_update(done, ["status", "error", "processed_at", "attempts"])
+                outcome.failures.append((event.pk, note))
+        # One UPDATE per outcome (usually one: all processed), not one per event.
+        for (status, note, failed), ids in finished.items():
+            changes = {"status": status, "error": note, "processed_at": now}
+            if failed:
+                changes["attempts"] = Least(F("attempts") + 1, 32767)
+            InboundEvent.objects.filter(pk__in=ids).update(**changes)
         outcome.messages_created = context.messages_created
         outcome.cases_created = len(context.cases_created)
         outcome.cases_updated = len(context.cases_updated - context.cases_created)

@@ -313,16 +313,20 @@ def contact_values(text: str) -> dict[tuple[str, str], str]:
 
 
 def identity_suggestions_record(
-    *, customer: Customer, text: str, source_message_id: int | None = None
+    *, customer: Customer, text: str, source_message_id: int | None = None, author: Identity | None = None
 ) -> list[IdentitySuggestion]:
     """Record a suggestion for each e-mail address or phone number in ``text`` that is another
     customer's identity; returns the open suggestions this text gave (new or already open).
 
     Never links or merges anything. Costs no query when the text holds no address or
-    number, one when none of them is known. A pair already suggested (open, accepted or
+    number other than the ``author`` identity's own, one when none of them is known. A pair already suggested (open, accepted or
     dismissed) is not suggested again.
     """
     values = contact_values(text)
+    if author is not None:
+        # The author's own address or number (a caller's number in a call's text) is no news.
+        for kind in PHONE_KINDS if author.kind in PHONE_KINDS else (author.kind,):
+            values.pop((kind, author.platform_id), None)
     if not values:
         return []
     by_kind: dict[str, list[str]] = {}
