@@ -72,10 +72,10 @@ def test_own_identities_and_unknown_values_suggest_nothing(channel, rosa_by_mail
     )
 
     assert not IdentitySuggestion.objects.exists()
+    phone = rosa.identities.get(kind="phone")
     with django_assert_num_queries(0):
         assert customer_services.identity_suggestions_record(customer=rosa, text="no contact here") == []
         # A call's text names the caller's own number: nothing to look up.
-        phone = rosa.identities.get(kind="phone")
         assert (
             customer_services.identity_suggestions_record(
                 customer=rosa, text=f"Call from {phone.platform_id}", author=phone
