@@ -53,7 +53,7 @@ async def case_page(user, case):
     return communicator
 
 
-async def received(communicator, *, timeout=2.0, quiet=0.3) -> list[dict]:
+async def received(communicator, *, timeout=2.0, quiet=0.2) -> list[dict]:
     """Everything the socket is sent until it has been quiet for ``quiet`` seconds."""
     out = [await communicator.receive_json_from(timeout=timeout)]
     while not await communicator.receive_nothing(timeout=quiet):

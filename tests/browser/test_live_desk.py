@@ -108,7 +108,9 @@ class LiveDeskTest(ChannelsLiveServerTestCase):
         registry.CONNECTORS["x"] = cls._x_connector
 
     @pytest.fixture(autouse=True)
-    def _browser(self, browser):
+    def _browser(self, browser, page):
+        # ``page`` is asked for so the suite's ordering runs these tests last, after every async
+        # test (sync Playwright keeps an event loop running from the first browser test on).
         self.browser = browser
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
