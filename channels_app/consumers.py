@@ -282,7 +282,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 await self._incident(event_id, event)
                 return
             case_ids = event_case_ids(event)
-            if not case_ids:
+            if not case_ids or not self._wants(kind, case_ids):
                 return
             rows = await shared.get(("rows", event_id), lambda: _render_rows(case_ids))
             visible = {pk: row for pk, row in rows.items() if self._sees(row.case)}
@@ -295,6 +295,16 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self._alert(event_id, kind, event, visible)
         except Exception:  # one bad event must not close the agent's socket
             logger.exception("live event %s could not be pushed", kind)
+
+    def _wants(self, kind: str, case_ids: list[int]) -> bool:
+        """Whether this socket shows anything an event about ``case_ids`` could change."""
+        return (
+            self.window is not None
+            or self.board
+            or (self.watching is not None and self.watching.case_id in case_ids)
+            or kind == "sla.warning"
+            or (self.role in ("admin", "supervisor") and kind in presence.SUPERVISOR_ALERTS)
+        )
 
     def _sees(self, case) -> bool:
         """The queue rule of visibility: admin, the case's department, or the case's assignee."""

@@ -101,6 +101,10 @@ def _alert(
     }
 
 
+# Events that raise an alert for supervisors (agents: only "sla.warning", about their cases).
+SUPERVISOR_ALERTS = frozenset({"sla.breach_alert", "sla.changed", "case.escalated", "case.handed_back"})
+
+
 def alert_for(*, kind: str, event: dict, visible: dict, user, supervisor: bool) -> dict | None:
     """The alert an event raises for this user, listing only cases they may see; None for none."""
     if not visible:
