@@ -567,7 +567,9 @@ def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Mes
             f"customer #{found.case.customer_id}; customers kept apart ({why}, found by {found.rule})."
         )
     case = found.case if found.locked else _lock(found.case, nowait=ctx.batch)
-    message = _store(case, channel, inbound, identity, found, ctx, notes=notes, new_customer=created)
+    # A customer created for this message has no earlier messages to count for triage.
+    new_customer = created and link_to is None and case.customer_id == identity.customer_id
+    message = _store(case, channel, inbound, identity, found, ctx, notes=notes, new_customer=new_customer)
     _adopt_early_replies(message, inbound, ctx)
     return message
 

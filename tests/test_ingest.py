@@ -223,6 +223,8 @@ def test_reference_token_in_an_email_from_a_new_address_links_it_to_the_case_cus
     assert identity.customer == opened.case.customer and identity.link_source == "verified"
     assert Customer.objects.count() == 1
     assert "linked to customer" in CaseEvent.objects.get(message=message).reason
+    # A new address of a known customer: the tweet counts as repeat contact.
+    assert message.triage["repeat_contacts"] == 1
 
 
 def test_reference_token_in_a_public_post_by_a_stranger_keeps_customers_apart(channel):
