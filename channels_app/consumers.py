@@ -23,6 +23,7 @@ something happened since, the consumer tells the page to refetch that region.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict, deque
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
@@ -99,10 +101,11 @@ def _render_rows(case_ids: list[int]) -> dict[int, SimpleNamespace]:
     """Cases by id with their queue row and case header rendered (user-independent HTML)."""
     rows = {}
     for pk, case in selectors.live_queue_rows(case_ids=case_ids).items():
+        key = selectors.queue_key(case.due_at, case.pk)
+        html = render_to_string("cases/partials/queue_row.html", {"case": case})
+        # Encoded once here, sent as is by every socket that shows the row.
         rows[pk] = SimpleNamespace(
-            case=case,
-            key=selectors.queue_key(case.due_at, case.pk),
-            row_html=render_to_string("cases/partials/queue_row.html", {"case": case}),
+            case=case, key=key, push=json.dumps({"type": "queue.row", "id": pk, "key": key, "html": html})
         )
     return rows
 
@@ -131,6 +134,19 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     # How many recent event ids a socket remembers, to drop the copies of an event that
     # reach it through several of its groups (department and personal).
     SEEN_EVENTS = 256
+
+    async def dispatch(self, message):
+        """Call the message's handler, without channels' per-message database hop.
+
+        Channels closes stale database connections before every handler, on the ORM's one
+        worker thread: with a thousand sockets on a department, one event would queue a
+        thousand hops behind each other. Every database call here goes through
+        ``database_sync_to_async``, which closes stale connections itself.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self):
         self.seen = deque(maxlen=self.SEEN_EVENTS)
@@ -320,7 +336,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             belongs = row is not None and selectors.queue_match(row.case, user=self.user, window=self.window)
             if belongs and (not self.window.q or pk in self.shown):
                 self.shown.add(pk)
-                await self.send_json({"type": "queue.row", "id": pk, "key": row.key, "html": row.row_html})
+                await self.send(text_data=row.push)
             elif pk in self.shown:
                 self.shown.discard(pk)
                 await self.send_json({"type": "queue.remove", "id": pk})
