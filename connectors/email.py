@@ -36,7 +36,6 @@ from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import formataddr
-from urllib.parse import parse_qsl
 
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
@@ -55,6 +54,7 @@ from .base import (
     SendResult,
     SignatureError,
 )
+from .forms import form_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def form_fields(body: bytes, content_type: str) -> dict[str, bytes]:
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     fields: dict[str, bytes] = {}
     if media_type == "application/x-www-form-urlencoded":
-        for name, value in parse_qsl(body, keep_blank_values=True):
+        for name, value in form_pairs(body):
             fields.setdefault(name.decode("utf-8", "replace"), value)
         return fields
     boundary = _boundary(body, content_type)

@@ -35,7 +35,6 @@ import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -45,6 +44,7 @@ from django.utils.crypto import constant_time_compare
 from customers.identifiers import normalize_phone
 
 from .base import InboundMessage, MessageUpdate, ParseError, ParseResult, SendError, SignatureError
+from .forms import form_pairs
 
 SIGNATURE_HEADER = "HTTP_X_TWILIO_SIGNATURE"
 UNFINISHED = {"queued", "initiated", "ringing", "in-progress"}
@@ -68,7 +68,7 @@ def signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
 def _params(body: bytes) -> list[tuple[str, str]]:
     return [
         (name.decode("utf-8", "replace"), value.decode("utf-8", "replace"))
-        for name, value in parse_qsl(body.strip(), keep_blank_values=True)
+        for name, value in form_pairs(body)
     ]
 
 

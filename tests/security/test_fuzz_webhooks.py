@@ -229,13 +229,6 @@ def test_hostile_signed_bodies_are_stored_never_5xx_and_processed_without_except
     assert seen["stored"] >= EXAMPLES // 2
 
 
-KNOWN_FORM_BUG = (
-    "parse_qsl on bytes fails on any non-ASCII value, percent-encoded or raw: the signed request gets "
-    "503 (so the platform retries it for ever) instead of being stored"
-)
-
-
-@pytest.mark.xfail(reason="connectors/voice.py: " + KNOWN_FORM_BUG, strict=False)
 @pytest.mark.parametrize(
     "body", ["CallerName=Jos%C3%A9", "CallSid=CA1&From=caf\u00e9"], ids=["encoded", "raw"]
 )
@@ -249,7 +242,6 @@ def test_a_signed_phone_callback_with_non_ascii_values_is_stored(client, platfor
     assert InboundEvent.objects.filter(channel=platform_channels["phone"]).count() == 1
 
 
-@pytest.mark.xfail(reason="connectors/email.py form_fields: " + KNOWN_FORM_BUG, strict=False)
 def test_a_signed_urlencoded_mail_form_with_non_ascii_values_is_stored(client, platform_channels):
     raw = traffic.email(1, author="jose@mail.test", text="Hola", subject="Caf\u00e9").body
     form = urlencode({"email": raw.decode(), "subject": "Caf\u00e9"}).encode()
