@@ -197,6 +197,13 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Pending inbound events (their own task lost, or the broker was down) in batches.
+    "process-inbound-batch": {
+        "task": "connectors.process_inbound_batch",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
+    "poll-imap": {"task": "connectors.poll_imap", "schedule": 60.0, "options": {"expires": 55}},
 }
 
 # --- Auth (django-allauth) -------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from celery import shared_task
 
-from . import inbox, webhooks_out
+from . import imap, inbox, webhooks_out
 
 
 @shared_task(
@@ -35,3 +37,27 @@ def redeliver_webhooks() -> int:
     for delivery_id in due:
         deliver_webhook.delay(delivery_id)
     return len(due)
+
+
+@shared_task(
+    name="connectors.process_inbound_batch",
+    autoretry_for=inbox.TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=8,
+    ignore_result=True,
+)
+def process_inbound_batch(limit: int = inbox.BATCH_SIZE) -> dict:
+    """Process up to ``limit`` pending inbound events in one transaction; queue the next batch
+    while more wait. Beat runs it every few seconds, so events whose own task was lost (a broker
+    outage, a worker killed) are processed too."""
+    result = inbox.inbound_events_process_batch(limit=limit)
+    if result.more:
+        process_inbound_batch.delay(limit)
+    return result.as_dict()
+
+
+@shared_task(name="connectors.poll_imap", ignore_result=True)
+def poll_imap() -> list[dict]:
+    """Fetch unseen mail of every IMAP channel into the inbox."""
+    return [dataclasses.asdict(result) for result in imap.poll_imap_channels()]
