@@ -86,6 +86,7 @@ from django.utils import timezone
 
 from channels_app import groups
 from channels_app.publish import publish_on_commit
+from connectors import webhooks_out
 from connectors.base import DeliveryUpdate, InboundMessage, MessageUpdate
 from customers.identifiers import normalize_platform_id
 from customers.models import Identity
@@ -671,6 +672,9 @@ def _store(
     publish_on_commit(
         event=triage.triage_event(case, change="created" if is_new else "message"), groups=case_groups
     )
+    if is_new:
+        webhooks_out.emit("case.created", webhooks_out.case_payload(case))
+    webhooks_out.emit("message.received", webhooks_out.message_payload(message))
     if {"priority", "category"} & set(changed) and ctx.escalates(case.department_id):
         escalation.escalate_if_triggered(case=case)
     return message

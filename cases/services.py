@@ -14,6 +14,7 @@ from django.db.models import Q
 
 from channels_app import groups
 from channels_app.publish import publish_on_commit
+from connectors import webhooks_out
 from customers import services as customer_services
 from customers.errors import CustomerRefused
 
@@ -159,6 +160,7 @@ def case_open(
         after={"department": case.department_id, "channel": channel.pk if channel else None},
     )
     _announce(case, "created")
+    webhooks_out.emit("case.created", webhooks_out.case_payload(case))
     return case
 
 
@@ -257,6 +259,8 @@ def message_add(
         groups=_case_groups(case),
     )
     _announce(case, "message")
+    if direction == Message.Direction.IN:
+        webhooks_out.emit("message.received", webhooks_out.message_payload(message))
     return message
 
 
@@ -328,6 +332,8 @@ def case_assign(*, case: Case, assignee, actor, reason: str = "") -> Case:
         reason=reason,
     )
     _announce(case, "assigned", previous)
+    if assignee is not None:
+        webhooks_out.emit("case.assigned", webhooks_out.case_payload(case))
     return case
 
 
@@ -355,6 +361,7 @@ def case_claim(*, case: Case, actor) -> Case:
         after={"assignee": actor.pk},
     )
     _announce(case, "assigned")
+    webhooks_out.emit("case.assigned", webhooks_out.case_payload(case))
     return case
 
 
@@ -573,6 +580,8 @@ def message_delivery_update(
     if external_id:
         message.external_id = external_id
     message.save(update_fields=["delivery_state", "delivery_error", "external_id"])
+    if state == Message.Delivery.SENT:
+        webhooks_out.emit("message.sent", webhooks_out.message_payload(message))
     if state == Message.Delivery.FAILED:
         record_event(
             case=message.case,

@@ -256,3 +256,19 @@ def test_the_cached_subscriber_list_follows_every_change(world, subscription):
     assert len(webhooks_out.emit_many("message.received", payload)) == 1
     subscription.delete()
     assert webhooks_out.emit_many("message.received", payload) == []
+
+
+def test_services_and_ingest_emit_what_subscribers_asked_for(world, subscription):
+    from cases import ingest, services
+    from tests.test_ingest import tweet
+
+    channel = world.case.origin_channel or world.case.last_channel
+    # a webhook-borne tweet from a new customer opens a case: case.created + message.received
+    ingest.ingest(channel=channel, inbound=tweet("wh-1"))
+    kinds = list(WebhookDelivery.objects.order_by("id").values_list("event_type", flat=True))
+    assert kinds == ["case.created", "message.received"]
+
+    # a case opened by hand emits case.created; a claim is not subscribed to and emits nothing
+    services.case_open(customer=world.case.customer, channel=channel)
+    assert WebhookDelivery.objects.filter(event_type="case.created").count() == 2
+    assert not WebhookDelivery.objects.filter(event_type="case.assigned").exists()
