@@ -111,11 +111,29 @@ class TimeFilter(filters.IsoDateTimeFilter):
 
 
 class SearchFilter(filters.CharFilter):
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("method", "search")
+    """``q``: rows where any of ``lookups`` matches the trimmed value (blank: no filter).
+
+    Without ``lookups`` the FilterSet's own ``search`` method decides.
+    """
+
+    def __init__(self, *args, lookups: tuple[str, ...] = (), **kwargs):
+        self.lookups = lookups
+        if not lookups:
+            kwargs.setdefault("method", "search")
         kwargs.setdefault("label", "Search")
         kwargs.setdefault("max_length", 200)
         super().__init__(*args, **kwargs)
+
+    def filter(self, qs, value):
+        if not self.lookups:
+            return super().filter(qs, value)
+        value = (value or "").strip()
+        if not value:
+            return qs
+        match = Q()
+        for lookup in self.lookups:
+            match |= Q(**{lookup: value})
+        return qs.filter(match)
 
 
 class CaseFilterSet(filters.FilterSet):
@@ -136,19 +154,14 @@ class CaseFilterSet(filters.FilterSet):
     updated_before = TimeFilter(field_name="updated_at", lookup_expr="lt")
     due_after = TimeFilter(field_name="due_at", lookup_expr="gte")
     due_before = TimeFilter(field_name="due_at", lookup_expr="lt")
-    q = SearchFilter(help_text="Reference, subject or customer name")
+    q = SearchFilter(
+        help_text="Reference, subject or customer name",
+        lookups=("reference__iexact", "subject__icontains", "customer__name__icontains"),
+    )
 
     class Meta:
         model = Case
         fields: list[str] = []
-
-    def search(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(
-            Q(reference__iexact=value) | Q(subject__icontains=value) | Q(customer__name__icontains=value)
-        )
 
 
 class MessageFilterSet(filters.FilterSet):
@@ -163,15 +176,11 @@ class MessageFilterSet(filters.FilterSet):
     is_public = filters.BooleanFilter()
     sent_after = TimeFilter(field_name="sent_at", lookup_expr="gte")
     sent_before = TimeFilter(field_name="sent_at", lookup_expr="lt")
-    q = SearchFilter(help_text="Text of the message")
+    q = SearchFilter(help_text="Text of the message", lookups=("text__icontains",))
 
     class Meta:
         model = Message
         fields: list[str] = []
-
-    def search(self, queryset, name, value):
-        value = value.strip()
-        return queryset.filter(text__icontains=value) if value else queryset
 
 
 class CaseEventFilterSet(filters.FilterSet):
@@ -247,15 +256,11 @@ class IdentityFilterSet(filters.FilterSet):
 class DepartmentFilterSet(filters.FilterSet):
     id = IdFilter(field_name="id")
     is_active = filters.BooleanFilter()
-    q = SearchFilter(help_text="Name or slug")
+    q = SearchFilter(help_text="Name or slug", lookups=("name__icontains", "slug__icontains"))
 
     class Meta:
         model = Department
         fields: list[str] = []
-
-    def search(self, queryset, name, value):
-        value = value.strip()
-        return queryset.filter(Q(name__icontains=value) | Q(slug__icontains=value)) if value else queryset
 
 
 class MembershipFilterSet(filters.FilterSet):
@@ -273,32 +278,22 @@ class ChannelFilterSet(filters.FilterSet):
     department_id = IdFilter(field_name="department_id")
     kind = ChoicesFilter(choices=Channel.Kind.choices)
     is_active = filters.BooleanFilter()
-    q = SearchFilter(help_text="Name, slug or handle")
+    q = SearchFilter(
+        help_text="Name, slug or handle", lookups=("name__icontains", "slug__icontains", "handle__icontains")
+    )
 
     class Meta:
         model = Channel
         fields: list[str] = []
 
-    def search(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(
-            Q(name__icontains=value) | Q(slug__icontains=value) | Q(handle__icontains=value)
-        )
-
 
 class CalendarFilterSet(filters.FilterSet):
     id = IdFilter(field_name="id")
-    q = SearchFilter(help_text="Name")
+    q = SearchFilter(help_text="Name", lookups=("name__icontains",))
 
     class Meta:
         model = BusinessCalendar
         fields: list[str] = []
-
-    def search(self, queryset, name, value):
-        value = value.strip()
-        return queryset.filter(name__icontains=value) if value else queryset
 
 
 class ServicePromiseFilterSet(filters.FilterSet):
