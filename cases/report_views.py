@@ -53,4 +53,4 @@ def promises(request):
         report = reports.promise_report(
             start=start, end=end, group_by=form.cleaned_data["group_by"], department_ids=scope
         )
-    return render(request, "reports/promises.html", {"form": form, "report": report})
+    return render(request, "reports/promises.html", {"form": form, "report": report, "nav": "reports"})

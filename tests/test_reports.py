@@ -130,6 +130,7 @@ def test_report_page_is_for_supervisors_and_admins(client, department, role, sta
     assert response.status_code == status
     if status == 200:
         assert b"Service promises" in response.content
+        assert b'href="/desk/reports/promises/" aria-current="page">Reports' in response.content
 
 
 def test_report_form_names_the_field_at_fault(client, supervisor):
