@@ -116,8 +116,7 @@ class Stack:
         return self.pg.scalar(self.database, sql, params)
 
     def execute(self, sql: str, params=()) -> None:
-        with self.pg.connect(self.database) as conn:
-            conn.execute(sql, params)
+        self.pg.execute(self.database, sql, params)
 
     def event_counts(self) -> dict[str, int]:
         return dict(self.query("SELECT status, count(*) FROM connectors_inboundevent GROUP BY status"))

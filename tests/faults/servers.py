@@ -145,6 +145,10 @@ class ThrowawayPostgres:
         with self.connect(database) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def execute(self, database: str, sql: str, params=()) -> None:
+        with self.connect(database) as conn:
+            conn.execute(sql, params)
+
     def scalar(self, database: str, sql: str, params=()):
         rows = self.query(database, sql, params)
         return rows[0][0] if rows else None

@@ -5,7 +5,7 @@
     python -m tests.faults.stage resend --message-id ID
     python -m tests.faults.stage retry --message-id ID [--agent N]
 
-``seed`` makes one department, one channel per platform (with the secrets' variable
+``seed`` makes a department (or ``--departments N``), one channel per platform (with the secrets' variable
 names of ``tests.faults.traffic``), their service promises, and ``N`` agents who can
 sign in (``--sessions``: each already signed in, its session key printed). ``reply``
 answers, as an agent would, the case holding the customer message ``ID`` (a queued
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--agents", type=int, default=1)
     seed.add_argument("--password", default="faults-pw-1")
     seed.add_argument("--sessions", action="store_true", help="Sign each agent in: print a session key.")
+    seed.add_argument(
+        "--departments", type=int, default=1, help="Spread channels and agents over this many departments."
+    )
     reply = commands.add_parser("reply")
     reply.add_argument("--external-id", required=True)
     reply.add_argument("--text", required=True)
@@ -74,15 +77,22 @@ def _seed(args) -> dict:
     from connectors.models import Channel
     from tests.faults.traffic import CHANNELS
 
-    department, _ = Department.objects.get_or_create(slug="care", defaults={"name": "Customer Care"})
+    departments = [Department.objects.get_or_create(slug="care", defaults={"name": "Customer Care"})[0]]
+    for index in range(1, max(getattr(args, "departments", 1), 1)):
+        departments.append(
+            Department.objects.get_or_create(
+                slug=f"care-{index}", defaults={"name": f"Customer Care {index}"}
+            )[0]
+        )
+    department = departments[0]
     channels = {}
-    for kind, (slug, account, roles) in CHANNELS.items():
+    for position, (kind, (slug, account, roles)) in enumerate(CHANNELS.items()):
         channel, _ = Channel.objects.update_or_create(
             slug=slug,
             defaults={
                 "kind": kind,
                 "name": f"Faults {kind}",
-                "department": department,
+                "department": departments[position % len(departments)],
                 "account_id": account,
                 "secret_env": dict(roles),
             },
@@ -95,7 +105,7 @@ def _seed(args) -> dict:
                 "resolution_minutes": 24 * 60,
             },
         )
-        channels[kind] = {"id": channel.pk, "slug": slug}
+        channels[kind] = {"id": channel.pk, "slug": slug, "department": channel.department_id}
     User = get_user_model()
     agents = []
     for index in range(getattr(args, "agents", 1)):
@@ -107,14 +117,18 @@ def _seed(args) -> dict:
         if created:
             user.set_password(getattr(args, "password", "faults-pw-1"))
             user.save()
-        Membership.objects.get_or_create(
-            user=user, department=department, defaults={"role": Membership.Role.AGENT}
-        )
-        agent = {"id": user.pk, "email": email}
+        home = departments[index % len(departments)]
+        Membership.objects.get_or_create(user=user, department=home, defaults={"role": Membership.Role.AGENT})
+        agent = {"id": user.pk, "email": email, "department": home.pk}
         if getattr(args, "sessions", False):
             agent["session"] = _session_for(user)
         agents.append(agent)
-    return {"department": department.pk, "channels": channels, "agents": agents}
+    return {
+        "department": department.pk,
+        "departments": [d.pk for d in departments],
+        "channels": channels,
+        "agents": agents,
+    }
 
 
 def _reply(args) -> dict:
