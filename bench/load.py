@@ -87,7 +87,7 @@ def merge(exports: list[dict]) -> Timings:
     return merged
 
 
-def table(timings: Timings, elapsed: dict[str, float]) -> dict:
+def table(timings: Timings, elapsed) -> dict:
     rows = {}
     for name in sorted(timings.seconds):
         values = timings.seconds[name]
@@ -95,7 +95,7 @@ def table(timings: Timings, elapsed: dict[str, float]) -> dict:
         ok = sum(n for status, n in outcomes.items() if status.startswith(("101", "2", "3")))
         rows[name] = {
             "requests": len(values),
-            "per_second": round(len(values) / max(elapsed.get(name, elapsed["*"]), 0.001), 1),
+            "per_second": round(len(values) / max(elapsed(name), 0.001), 1),
             "p50_ms": round(percentile(values, 50) * 1000, 1),
             "p95_ms": round(percentile(values, 95) * 1000, 1),
             "p99_ms": round(percentile(values, 99) * 1000, 1),
@@ -532,7 +532,12 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
 
         timings = merge([results[r]["timings"] for r in ("inbound", "agents", "sockets")])
-        elapsed = {"*": args.duration, "WS /ws/desk/ connect": ramp}
+
+        def elapsed(name: str) -> float:
+            if name.startswith("POST /webhooks/"):
+                return results["inbound"]["elapsed"]
+            return ramp if name.startswith("WS ") else results["agents"]["elapsed"]
+
         processed_seconds = (last - first).total_seconds() if first and last else None
         report = {
             "bench": "load",
