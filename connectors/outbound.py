@@ -38,7 +38,14 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
 def enqueue_send(message: Message) -> None:
     """Send ``message`` from a task once the transaction that queued it commits."""
     message_id = message.pk
-    transaction.on_commit(lambda: send_message.delay(message_id))
+    transaction.on_commit(lambda: _queue_send(message_id))
+
+
+def _queue_send(message_id: int) -> None:
+    try:
+        send_message.delay(message_id)
+    except Exception:  # a broker outage must not fail the reply already committed as queued
+        logger.exception("message %s queued in the database but not on the broker", message_id)
 
 
 def message_send(*, message_id: int) -> float | None:
