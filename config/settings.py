@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "anymail",
     "django_htmx",
     "csp",
+    "auditlog",
     "customers",
     "connectors",
     "cases",
@@ -84,6 +85,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     # After authentication: roles in MFA_REQUIRED_ROLES set up a TOTP authenticator first.
     "config.middleware.MfaEnforcementMiddleware",
+    # Configuration audit trail: who changed which setting (config/audit.py).
+    "config.audit.ConfigAuditMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
 ]
@@ -282,6 +285,36 @@ SOCIALACCOUNT_STORE_TOKENS = False
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "desk:queue"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
+
+# --- Configuration audit trail (django-auditlog; see config/audit.py) -----------------------
+# Who changed which setting, when, before and after. Secrets never reach the database;
+# their digests and salts stay out of the trail too.
+_AUDIT_STAMPS = ["created_at", "updated_at"]  # saved every time: not a change of their own
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    *(
+        {"model": model, "exclude_fields": _AUDIT_STAMPS}
+        for model in (
+            "cases.Department",
+            "cases.Membership",
+            "cases.EscalationPath",
+            "cases.BusinessCalendar",
+            "cases.ServicePromise",
+            "cases.TriageSettings",
+            "cases.CannedReply",
+            "connectors.Channel",
+        )
+    ),
+    # The failure counter moves with every delivery: noise, not configuration.
+    {
+        "model": "connectors.WebhookSubscription",
+        "exclude_fields": ["signing_salt", "failure_count", *_AUDIT_STAMPS],
+    },
+    {"model": "connectors.ApiToken", "exclude_fields": ["key_hash", "last_used_at", *_AUDIT_STAMPS]},
+    # Roles: memberships above, plus the staff and superuser flags and whether the account is live.
+    {"model": "auth.User", "include_fields": ["is_staff", "is_superuser", "is_active"]},
+)
+AUDITLOG_STORE_JSON_CHANGES = True
+AUDITLOG_DISABLE_REMOTE_ADDR = False
 
 # --- Internationalisation ----------------------------------------------------------
 LANGUAGE_CODE = "en-us"
