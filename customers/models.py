@@ -25,6 +25,9 @@ class Customer(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when the customer's personal data was erased (``cases.privacy``): the row stays,
+    # pseudonymised, so that their cases and the audit trail keep a customer to point at.
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]
@@ -187,3 +190,62 @@ class IdentitySuggestion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.value}: customer #{self.customer_id} may be {self.identity}"
+
+
+class ErasureRequest(models.Model):
+    """A request to erase someone's personal data, and what came of it.
+
+    Made by an admin (desk or API) for a known customer, or by Meta's data-deletion
+    callback for a platform user id, which may match no customer at all. The platform's
+    user id is personal data, so only its keyed digest is kept (enough to recognise a
+    repeated request). ``confirmation_code`` is the unguessable key of the public status page.
+    """
+
+    class Source(models.TextChoices):
+        DESK = "desk", "Desk"
+        API = "api", "API"
+        META = "meta", "Meta data-deletion callback"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        COMPLETED = "completed", "Completed"
+        # Nothing held matched the request: there was nothing to erase.
+        NO_MATCH = "no_match", "No data held"
+        FAILED = "failed", "Failed"
+
+    source = models.CharField(max_length=8, choices=Source.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    confirmation_code = models.CharField(max_length=64, unique=True)
+    # HMAC-SHA256 (keyed with SECRET_KEY) of the platform user id a platform asked about.
+    subject_digest = models.CharField(max_length=64, blank=True)
+    # The customers erased (ids only).
+    customer_ids = models.JSONField(default=list, blank=True)
+    # What was erased: {"cases": 2, "messages": 9, "attachments": 1, ...}.
+    counts = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(source__in=["desk", "api", "meta"]), name="erasurerequest_source_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "completed", "no_match", "failed"]),
+                name="erasurerequest_status_valid",
+            ),
+        ]
+        indexes = [
+            # The sweep that runs requests whose own task was lost.
+            models.Index(
+                fields=["created_at"], name="erasurerequest_pending_idx", condition=models.Q(status="pending")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Erasure {self.confirmation_code[:8]}… ({self.status})"
