@@ -417,6 +417,9 @@ class Message(models.Model):
     )
     delivery_error = models.TextField(blank=True)
     send_attempts = models.PositiveSmallIntegerField(default=0)
+    # When a queued message's next try is due (null: now). The outbox sweep re-queues a
+    # message whose try is long overdue: its task was lost with the broker.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     # Sent with the request where the platform supports idempotency, so a retry never double-posts.
     idempotency_key = models.UUIDField(default=uuid.uuid4, editable=False)
     # Triage's breakdown for inbound messages (sentiment, intent, reach, score).

@@ -206,6 +206,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 5.0,
         "options": {"expires": 5},
     },
+    # Queued replies whose send task was lost (the broker restarted empty) are queued again.
+    "requeue-stalled-sends": {
+        "task": "connectors.requeue_stalled_sends",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "poll-imap": {"task": "connectors.poll_imap", "schedule": 60.0, "options": {"expires": 55}},
 }
 

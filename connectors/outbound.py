@@ -10,9 +10,13 @@ and an agent can queue it again by hand.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from cases.errors import NotPermitted, ServiceError
 from cases.models import Message
@@ -26,6 +30,10 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6
 BASE_DELAY_SECONDS = 10
 MAX_DELAY_SECONDS = 15 * 60
+# A queued message whose try is this far overdue has lost its task (the broker restarted
+# empty, a worker died before acknowledging): the outbox sweep queues it again.
+STALLED_AFTER = timedelta(minutes=5)
+REQUEUE_BATCH = 500
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
@@ -69,9 +77,11 @@ def message_send(*, message_id: int) -> float | None:
             result = connector_for(message.channel.kind).send(message, message.channel)
         except SendError as exc:
             if exc.retryable and message.send_attempts < MAX_ATTEMPTS:
+                delay = backoff_seconds(message.send_attempts, exc.retry_after)
                 message.delivery_error = f"Attempt {message.send_attempts} failed: {exc}"
-                message.save(update_fields=["delivery_error"])
-                return backoff_seconds(message.send_attempts, exc.retry_after)
+                message.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+                message.save(update_fields=["delivery_error", "next_attempt_at"])
+                return delay
             message_delivery_update(message=message, state=Message.Delivery.FAILED, error=str(exc))
             return None
         except Exception as exc:  # a connector bug must not leave the message queued forever
@@ -99,9 +109,33 @@ def message_retry_send(*, message: Message, actor) -> Message:
     message.delivery_state = Message.Delivery.QUEUED
     message.delivery_error = ""
     message.send_attempts = 0
-    message.save(update_fields=["delivery_state", "delivery_error", "send_attempts"])
+    message.next_attempt_at = None
+    message.save(update_fields=["delivery_state", "delivery_error", "send_attempts", "next_attempt_at"])
     enqueue_send(message)
     return message
+
+
+def outbox_requeue_stalled(*, now=None) -> int:
+    """Queue again the sends whose task was lost; returns how many.
+
+    A message is due at ``next_attempt_at`` (a retry) or at once (``created_at``); one that
+    is ``STALLED_AFTER`` past due and still queued has no task left to send it. A second
+    task for a message whose first task was merely slow sends nothing twice: the send
+    runs under a row lock and only while the message is queued.
+    """
+    cutoff = (now or timezone.now()) - STALLED_AFTER
+    ids = list(
+        Message.objects.filter(delivery_state=Message.Delivery.QUEUED)
+        .annotate(due_at=Coalesce(F("next_attempt_at"), F("created_at")))
+        .filter(due_at__lt=cutoff)
+        .order_by("due_at")
+        .values_list("pk", flat=True)[:REQUEUE_BATCH]
+    )
+    for message_id in ids:
+        _queue_send(message_id)
+    if ids:
+        logger.warning("outbox: queued %d stalled sends again", len(ids))
+    return len(ids)
 
 
 @shared_task(bind=True, name="connectors.send_message", acks_late=True, max_retries=None)
@@ -109,3 +143,8 @@ def send_message(self, message_id: int) -> None:
     delay = message_send(message_id=message_id)
     if delay is not None:
         raise self.retry(countdown=delay)
+
+
+@shared_task(name="connectors.requeue_stalled_sends")
+def requeue_stalled_sends() -> int:
+    return outbox_requeue_stalled()

@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from cases import services
 from cases.errors import ServiceError, StaleDraft
@@ -120,3 +123,53 @@ def test_stale_draft_is_refused_when_the_customer_wrote_since(case, agent, chann
     with pytest.raises(StaleDraft):
         reply(case, agent, channel, draft_started_at=started)
     assert reply(case, agent, channel, draft_started_at=timezone.now()).pk
+
+
+def test_a_retry_records_when_it_is_due(case, agent, channel):
+    scripted_connector.script[:] = [SendError("rate limited", retry_after=120)]
+    message = reply(case, agent, channel)
+    before = timezone.now()
+
+    assert outbound.message_send(message_id=message.pk) == 120
+
+    message.refresh_from_db()
+    assert (
+        before + timedelta(seconds=119) <= message.next_attempt_at <= timezone.now() + timedelta(seconds=121)
+    )
+
+
+def test_sends_lost_with_the_broker_are_queued_again_once_overdue(case, agent, channel, monkeypatch):
+    """Redis restarted empty: the queued rows are all that is left of the send tasks."""
+    queued = []
+    monkeypatch.setattr(outbound, "_queue_send", queued.append)
+    lost = reply(case, agent, channel, text="Sorry for the wait")
+    waiting_on_retry = reply(case, agent, channel, text="Second reply")
+    fresh = reply(case, agent, channel, text="Just written")
+    sent = reply(case, agent, channel, text="Already out")
+    now = timezone.now()
+    long_ago = now - outbound.STALLED_AFTER - timedelta(minutes=1)
+    Message.objects.filter(pk__in=[lost.pk, waiting_on_retry.pk, sent.pk]).update(created_at=long_ago)
+    # Its retry is not due yet (the platform asked for a long Retry-After): leave it be.
+    Message.objects.filter(pk=waiting_on_retry.pk).update(next_attempt_at=now + timedelta(minutes=30))
+    Message.objects.filter(pk=sent.pk).update(delivery_state=Message.Delivery.SENT)
+    queued.clear()
+
+    assert outbound.outbox_requeue_stalled(now=now) == 1
+    assert queued == [lost.pk]
+    assert fresh.pk not in queued
+
+    # Once that retry is long overdue it is picked up too.
+    later = now + timedelta(minutes=30) + outbound.STALLED_AFTER + timedelta(seconds=1)
+    queued.clear()
+    assert outbound.outbox_requeue_stalled(now=later) == 3
+    assert set(queued) == {lost.pk, waiting_on_retry.pk, fresh.pk}
+
+
+def test_a_requeued_send_never_sends_twice(case, agent, channel, monkeypatch):
+    message = reply(case, agent, channel)
+    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(hours=1))
+
+    assert outbound.requeue_stalled_sends() == 1  # the eager task sends it
+    assert outbound.requeue_stalled_sends() == 0
+    assert outbound.message_send(message_id=message.pk) is None
+    assert scripted_connector.sent == [message.pk]
