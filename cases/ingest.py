@@ -24,8 +24,9 @@ Which case, in this order (the first rule that finds a case wins):
    id, on this channel, or any channel for e-mail): their case. A public message joins
    only its own author's early replies' case.
 4. The author's customer's most recent case that is open, or was resolved or closed
-   within ``settings.CASE_REOPEN_WINDOW_DAYS`` of the moment the message was written
-   (so a replayed old event threads as it would have on arrival).
+   within the reopen window of the moment the message was written (so a replayed old
+   event threads as it would have on arrival). The window is the channel's the message
+   arrived on (``Channel.reopen_window_days``), else ``settings.CASE_REOPEN_WINDOW_DAYS``.
 5. Otherwise a new case, routed to the channel's department.
 
 A case found by rules 1-3 may belong to another customer than the author's. Customers
@@ -548,7 +549,9 @@ def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Mes
         recent = (
             None
             if created
-            else _recent_case(identity.customer_id, at=inbound.sent_at, lock=True, nowait=ctx.batch)
+            else _recent_case(
+                identity.customer_id, at=inbound.sent_at, channel=channel, lock=True, nowait=ctx.batch
+            )
         )
         if recent is not None:
             found = _Found(case=recent, rule="recent", locked=True)
@@ -761,10 +764,16 @@ def _parent(
     return parent
 
 
-def _recent_case(customer_id: int, *, at: datetime, lock: bool = False, nowait: bool = False) -> Case | None:
-    """Rule 4: the customer's latest case that is open or ended within the reopen window of ``at``."""
+def _recent_case(
+    customer_id: int, *, at: datetime, channel, lock: bool = False, nowait: bool = False
+) -> Case | None:
+    """Rule 4: the customer's latest case that is open or ended within ``channel``'s reopen
+    window (the site-wide one without a channel) of ``at``."""
     at = min(at, timezone.now())
-    cutoff = at - timedelta(days=settings.CASE_REOPEN_WINDOW_DAYS)
+    window = (
+        channel.reopen_window if channel is not None else timedelta(days=settings.CASE_REOPEN_WINDOW_DAYS)
+    )
+    cutoff = at - window
     cases = Case.objects.select_related("customer")
     if lock:
         cases = cases.select_for_update(of=("self",), nowait=nowait)
@@ -898,7 +907,7 @@ def _ingest_echo(channel, inbound: InboundMessage) -> Message | None:
     )
     case = parent.case if parent is not None else None
     if case is None and recipient is not None:
-        case = _recent_case(recipient.customer_id, at=inbound.sent_at)
+        case = _recent_case(recipient.customer_id, at=inbound.sent_at, channel=channel)
     if case is None:
         logger.info("echo %s on %s belongs to no known case; not stored", inbound.external_id, channel.slug)
         return None

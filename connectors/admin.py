@@ -9,10 +9,20 @@ from .models import ApiToken, Channel, InboundEvent, WebhookDelivery, WebhookEve
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "slug", "department", "account_id", "is_active")
+    list_display = ("name", "kind", "slug", "department", "account_id", "reopen_window", "is_active")
     list_filter = ("kind", "department", "is_active")
     search_fields = ("name", "slug", "account_id", "handle")
     prepopulated_fields = {"slug": ("name",)}
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "slug", "department", "is_active")}),
+        ("Platform", {"fields": ("account_id", "handle", "secret_env", "api_base_url")}),
+        ("Threading", {"fields": ("reopen_window_days",)}),
+    )
+
+    @admin.display(description="Reopen window")
+    def reopen_window(self, channel: Channel) -> str:
+        days = channel.reopen_window.days
+        return f"{days} d" if channel.reopen_window_days is not None else f"{days} d (site-wide)"
 
 
 @admin.register(InboundEvent)

@@ -4,9 +4,11 @@ outbound webhook subscriptions with their delivery log."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.validators import MaxValueValidator
 from django.db import models
 
 
@@ -41,6 +43,18 @@ class Channel(models.Model):
     # at a fake server on 127.0.0.1).
     api_base_url = models.URLField(blank=True)
     is_active = models.BooleanField(default=True)
+    # How long after a case was resolved or closed a customer writing on this channel
+    # reopens it instead of starting a new case; blank for CASE_REOPEN_WINDOW_DAYS.
+    reopen_window_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(3650)],
+        help_text=(
+            "Days after a case was resolved or closed during which a new message from its customer "
+            "on this channel reopens it. Leave blank to use the site-wide setting "
+            "(CASE_REOPEN_WINDOW_DAYS); 0 never reopens an ended case."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -59,6 +73,12 @@ class Channel(models.Model):
     @property
     def is_social(self) -> bool:
         return self.kind in {self.Kind.X, self.Kind.FACEBOOK, self.Kind.INSTAGRAM, self.Kind.WHATSAPP}
+
+    @property
+    def reopen_window(self) -> timedelta:
+        """The reopen window of this channel: its own, else the site-wide setting."""
+        days = self.reopen_window_days
+        return timedelta(days=settings.CASE_REOPEN_WINDOW_DAYS if days is None else days)
 
     def secret(self, role: str) -> str:
         """The value of the secret ``role``, read from the environment variable named for it."""

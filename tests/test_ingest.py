@@ -288,6 +288,68 @@ def test_message_after_a_case_ended_reopens_it_only_within_the_window(
     assert Customer.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    ("channel_days", "days_later", "same_case"),
+    [
+        (30, 20, True),
+        (30, 31, False),
+        (2, 3, False),
+        (2, 1, True),
+        (0, 1, False),
+        (None, 6, True),
+        (None, 8, False),
+    ],
+)
+def test_the_channel_s_own_reopen_window_overrides_the_site_wide_one(
+    channel, settings, channel_days, days_later, same_case
+):
+    settings.CASE_REOPEN_WINDOW_DAYS = 7
+    channel.reopen_window_days = channel_days
+    channel.save()
+    with time_machine.travel(T0, tick=False):
+        first = ingest.ingest(channel=channel, inbound=tweet("t1", at=timezone.now()))
+        services.case_set_status(case=first.case, status="closed", actor=None)
+
+    with time_machine.travel(T0 + timedelta(days=days_later), tick=False):
+        follow_up = ingest.ingest(channel=channel, inbound=dm("d1", at=timezone.now()))
+
+    assert (follow_up.case == first.case) is same_case
+    assert Case.objects.count() == (1 if same_case else 2)
+
+
+def test_the_window_is_the_one_of_the_channel_the_message_arrives_on(channel, department, settings):
+    settings.CASE_REOPEN_WINDOW_DAYS = 7
+    patient = factories.ChannelFactory(
+        kind="x", slug="brand-x-dm", department=department, reopen_window_days=60
+    )
+    with time_machine.travel(T0, tick=False):
+        first = ingest.ingest(channel=channel, inbound=tweet("t1", at=timezone.now()))
+        services.case_set_status(case=first.case, status="resolved", actor=None)
+
+    with time_machine.travel(T0 + timedelta(days=30), tick=False):
+        on_patient = ingest.ingest(channel=patient, inbound=dm("d1", at=timezone.now()))
+        services.case_set_status(case=on_patient.case, status="resolved", actor=None)
+    assert on_patient.case == first.case
+
+    with time_machine.travel(T0 + timedelta(days=45), tick=False):
+        on_default = ingest.ingest(channel=channel, inbound=dm("d2", at=timezone.now()))
+    assert on_default.case != first.case
+
+
+def test_batch_ingest_uses_the_channel_s_reopen_window(channel, settings):
+    settings.CASE_REOPEN_WINDOW_DAYS = 30
+    channel.reopen_window_days = 1
+    channel.save()
+    with time_machine.travel(T0, tick=False):
+        first = ingest.ingest(channel=channel, inbound=tweet("t1", at=timezone.now()))
+        services.case_set_status(case=first.case, status="closed", actor=None)
+    with time_machine.travel(T0 + timedelta(days=2), tick=False):
+        context = ingest.IngestContext(batch=True)
+        context.prefetch([(channel, dm("d1", at=timezone.now()))])
+        later = ingest.ingest(channel=channel, inbound=dm("d1", at=timezone.now()), context=context)
+    assert later.case != first.case
+
+
 def test_open_case_takes_follow_ups_however_old(channel):
     with time_machine.travel(T0, tick=False):
         first = ingest.ingest(channel=channel, inbound=tweet("t1", at=timezone.now()))

@@ -713,3 +713,35 @@ def test_move_to_private_refusals_name_the_field(x_channel, agent, case, kind, f
     assert (
         case.status != Case.Status.WAITING_ON_CUSTOMER and not case.messages.filter(direction="out").exists()
     )
+
+
+# --- the channel's reopen window in the admin ---------------------------------------------------
+
+
+def test_admin_sets_and_clears_a_channel_s_reopen_window(admin_client, x_channel):
+    url = f"/admin/connectors/channel/{x_channel.pk}/change/"
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert 'name="reopen_window_days"' in page.content.decode()
+    form = {
+        "name": x_channel.name,
+        "kind": x_channel.kind,
+        "slug": x_channel.slug,
+        "department": x_channel.department_id,
+        "is_active": "on",
+        "account_id": x_channel.account_id,
+        "handle": x_channel.handle,
+        "secret_env": json.dumps(x_channel.secret_env),
+        "api_base_url": "",
+    }
+
+    assert admin_client.post(url, form | {"reopen_window_days": "30"}).status_code == 302
+    x_channel.refresh_from_db()
+    assert x_channel.reopen_window_days == 30 and x_channel.reopen_window.days == 30
+
+    refused = admin_client.post(url, form | {"reopen_window_days": "-1"})
+    assert refused.status_code == 200 and "reopen_window_days" in refused.context["adminform"].form.errors
+
+    assert admin_client.post(url, form | {"reopen_window_days": ""}).status_code == 302
+    x_channel.refresh_from_db()
+    assert x_channel.reopen_window_days is None
