@@ -94,3 +94,17 @@ def can_transfer(actor, case: Case, to_department_id: int) -> bool:
     return EscalationPath.objects.filter(
         from_department_id=case.department_id, to_department_id=to_department_id, is_active=True
     ).exists()
+
+
+def can_merge_customers(user) -> bool:
+    """Merging (or unmerging) customers rewrites whose cases are whose: supervisors and admins."""
+    return role_of(user) in ("supervisor", "admin")
+
+
+def can_merge_cases(user, source: Case, target: Case) -> bool:
+    """Merging closes ``source`` and moves its timeline to ``target``: the user works both.
+
+    Working a case implies seeing it, so cases of two customers merge only for someone who
+    sees both.
+    """
+    return can_work_case(user, source) and can_work_case(user, target)

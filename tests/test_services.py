@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from cases import services
 from cases.errors import AlreadyClaimed, NotPermitted, ReasonRequired
-from cases.models import Case, CaseEvent, EscalationPath
+from cases.models import Case, CaseEvent, EscalationPath, Message
 from tests import factories
 
 
@@ -213,3 +213,224 @@ def test_two_agents_claiming_at_once_exactly_one_wins(department, channel, custo
     assert case.assignee.username == winner
     assert CaseEvent.objects.filter(case=case, kind="claimed").count() == 1
     assert timezone.is_aware(case.updated_at)
+
+
+# --- merging cases and splitting a message off ----------------------------------------------------
+
+
+def _customer_writes(case, channel, identity, text, *, at, external_id, reply_to=None):
+    return services.message_add(
+        case=case,
+        direction="in",
+        kind="post",
+        text=text,
+        channel=channel,
+        identity=identity,
+        is_public=True,
+        external_id=external_id,
+        sent_at=at,
+        reply_to=reply_to,
+    )
+
+
+@pytest.fixture
+def two_cases(customer, channel, identity, agent):
+    """``first`` was answered; ``second`` (opened earlier) has an unanswered post with a photo."""
+    from cases.models import Attachment
+
+    start = timezone.now() - timedelta(minutes=30)
+    second = services.case_open(customer=customer, channel=channel, subject="Second")
+    early = _customer_writes(second, channel, identity, "Still no signal", at=start, external_id="s1")
+    Attachment.objects.create(message=early, external_url="https://x.test/p.jpg", filename="p.jpg")
+    first = services.case_open(customer=customer, channel=channel, subject="First")
+    _customer_writes(
+        first, channel, identity, "Router broken", at=start + timedelta(minutes=5), external_id="f1"
+    )
+    services.message_add(
+        case=first, direction="out", kind="post", text="On it", channel=channel, author=agent,
+        sent_at=start + timedelta(minutes=10),
+    )  # fmt: skip
+    first.refresh_from_db()
+    second.refresh_from_db()
+    return first, second, early, start
+
+
+def test_case_merge_moves_the_timeline_and_closes_the_source(two_cases, agent, channel):
+    first, second, early, start = two_cases
+    second_events = set(second.events.values_list("pk", flat=True))
+    assert first.first_response_due_at is None  # answered
+
+    target = services.case_merge(source=second, target=first, actor=agent, reason="Same outage")
+
+    second.refresh_from_db()
+    assert set(target.messages.values_list("external_id", flat=True)) == {"s1", "f1", ""}
+    assert Message.objects.get(attachments__filename="p.jpg").case_id == first.pk
+    assert second_events <= set(target.events.values_list("pk", flat=True))
+    assert second.status == Case.Status.CLOSED and not second.messages.exists()
+    assert kinds(second) == ["merged", "status"]
+    merged = target.events.filter(kind="merged").get()
+    assert merged.actor == agent and merged.before["messages"] == [early.pk]
+    assert merged.after["case"] == first.pk and "Same outage" in merged.reason
+    # the customer's first message is now the source's, answered after it: no response owed
+    assert target.first_inbound_at == start
+    assert target.first_responded_at == start + timedelta(minutes=10)
+    assert target.first_response_due_at is None and target.next_response_due_at is None
+
+
+def test_case_merge_owes_the_answer_the_source_owed(two_cases, agent, channel, identity):
+    first, second, early, start = two_cases
+    later = _customer_writes(
+        second, channel, identity, "Hello??", at=start + timedelta(minutes=20), external_id="s2"
+    )
+
+    target = services.case_merge(source=second, target=first, actor=agent, reason="Same outage")
+
+    # the answer at +10 min came before the follow-up at +20: a next response is owed from it
+    assert target.next_response_due_at == later.sent_at + timedelta(minutes=60)
+    assert target.due_at is not None and target.sla_state == Case.SlaState.OK
+    assert target.resolution_due_at == min(first.resolution_due_at, second.resolution_due_at)
+
+
+def test_case_merge_takes_the_higher_priority_and_opens_a_waiting_target(two_cases, agent, channel, identity):
+    first, second, early, start = two_cases
+    services.case_set_priority(case=second, priority="urgent", actor=agent)
+    services.case_set_status(case=first, status="waiting_on_customer", actor=agent)
+    _customer_writes(second, channel, identity, "Any news?", at=timezone.now(), external_id="s3")
+    second.refresh_from_db()
+
+    target = services.case_merge(source=second, target=first, actor=agent, reason="Same outage")
+
+    assert target.priority == "urgent" and target.status == Case.Status.OPEN
+    changes = target.events.filter(kind__in=["status", "priority"], reason__startswith="Merged with")
+    assert {(e.kind, str(e.after)) for e in changes} == {
+        ("status", "{'status': 'open'}"),
+        ("priority", "{'priority': 'urgent'}"),
+    }
+    assert target.next_response_due_at is not None
+
+
+def test_case_merge_refusals(two_cases, agent, other_department, channel):
+    from cases.errors import ServiceError
+
+    first, second, _, _ = two_cases
+    with pytest.raises(ReasonRequired):
+        services.case_merge(source=second, target=first, actor=agent, reason="  ")
+    with pytest.raises(ServiceError) as itself:
+        services.case_merge(source=first, target=first, actor=agent, reason="x")
+    assert itself.value.field == "source_id"
+    outsider = factories.UserFactory(username="outsider")
+    factories.MembershipFactory(user=outsider, department=other_department)
+    with pytest.raises(NotPermitted):
+        services.case_merge(source=second, target=first, actor=outsider, reason="x")
+    services.case_set_status(case=first, status="resolved", actor=agent)
+    with pytest.raises(ServiceError, match="reopen it first"):
+        services.case_merge(source=second, target=first, actor=agent, reason="x")
+    assert second.messages.count() == 1  # nothing moved
+
+
+def test_case_merge_across_customers_keeps_each_message_identity(case, channel, agent, department):
+    other = factories.IdentityFactory(kind="x", platform_id="999")
+    theirs = services.case_open(customer=other.customer, channel=channel)
+    message = _customer_writes(theirs, channel, other, "Me too", at=timezone.now(), external_id="o1")
+
+    services.case_merge(source=theirs, target=case, actor=agent, reason="Same household")
+
+    message.refresh_from_db()
+    assert message.case_id == case.pk and message.identity_id == other.pk
+    merged = case.events.get(kind="merged")
+    assert merged.before["customer"] == other.customer_id and merged.after["customer"] == case.customer_id
+
+
+def test_case_merge_publishes_both_cases_after_commit(
+    two_cases, agent, django_capture_on_commit_callbacks, monkeypatch
+):
+    first, second, _, _ = two_cases
+    sent = []
+    monkeypatch.setattr("channels_app.publish.publish", lambda *, event, groups: sent.append((event, groups)))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.case_merge(source=second, target=first, actor=agent, reason="Same outage")
+    assert sent == []
+    for callback in callbacks:
+        callback()
+    merged = {e["case_id"] for e, _ in sent if e.get("change") == "merged"}
+    assert merged == {first.pk, second.pk}
+
+
+@pytest.fixture
+def thread(case, channel, identity, agent):
+    """On ``case``: the first tweet, then another topic: a post, our reply to it and the customer's answer."""
+    start = timezone.now() - timedelta(minutes=20)
+    post = _customer_writes(
+        case, channel, identity, "Also my bill is wrong\nDetails", at=start, external_id="b1"
+    )
+    reply = services.message_add(
+        case=case, direction="out", kind="post", text="Sorry, DM us", channel=channel, author=agent,
+        reply_to=post, sent_at=start + timedelta(minutes=1),
+    )  # fmt: skip
+    answer = _customer_writes(
+        case, channel, identity, "Done", at=start + timedelta(minutes=2), external_id="b2", reply_to=reply
+    )
+    services.note_add(case=case, author=agent, text="Billing issue too")
+    case.refresh_from_db()
+    return post, reply, answer
+
+
+def test_message_split_moves_the_thread_to_a_new_case(case, thread, agent, channel):
+    post, reply, answer = thread
+    first = case.messages.get(external_id="t1")
+
+    new = services.message_split(message=post, actor=agent, reason="Billing is separate")
+
+    case.refresh_from_db()
+    assert set(new.messages.values_list("pk", flat=True)) == {post.pk, reply.pk, answer.pk}
+    assert set(case.messages.filter(direction="in").values_list("pk", flat=True)) == {first.pk}
+    assert case.messages.filter(direction="note").count() == 1  # notes stay
+    assert new.customer_id == case.customer_id and new.department_id == case.department_id
+    assert new.subject == "Also my bill is wrong" and new.status == Case.Status.OPEN
+    assert kinds(new) == ["created", "merged"] and kinds(case)[-1] == "merged"
+    event = new.events.get(kind="merged")
+    assert event.before == {
+        "case": case.pk,
+        "customer": case.customer_id,
+        "messages": [post.pk, reply.pk, answer.pk],
+    }
+    assert event.actor == agent and "Billing is separate" in event.reason
+    # the customer's answer in the new case is unanswered: a next response is owed from it
+    assert new.first_responded_at == reply.sent_at
+    assert new.next_response_due_at == answer.sent_at + timedelta(minutes=60)
+    assert new.resolution_due_at is not None
+    # the old case's first tweet is still unanswered: its first response stays owed
+    assert case.first_response_due_at == first.sent_at + timedelta(minutes=60)
+    assert case.last_inbound_at == first.sent_at
+
+
+def test_message_split_refusals(case, thread, agent, other_department):
+    from cases.errors import ServiceError
+
+    post, reply, _ = thread
+    with pytest.raises(ReasonRequired):
+        services.message_split(message=post, actor=agent, reason="")
+    with pytest.raises(ServiceError, match="customer's message"):
+        services.message_split(message=reply, actor=agent, reason="x")
+    outsider = factories.UserFactory(username="outsider")
+    factories.MembershipFactory(user=outsider, department=other_department)
+    with pytest.raises(NotPermitted):
+        services.message_split(message=post, actor=outsider, reason="x")
+    lone = services.case_open(customer=case.customer, channel=case.origin_channel)
+    only = _customer_writes(
+        lone, case.origin_channel, post.identity, "Hi", at=timezone.now(), external_id="l1"
+    )
+    with pytest.raises(ServiceError, match="Nothing would be left"):
+        services.message_split(message=only, actor=agent, reason="x")
+    assert Case.objects.count() == 2
+
+
+def test_message_split_emits_case_created(case, thread, agent):
+    from connectors.models import WebhookDelivery, WebhookSubscription
+
+    WebhookSubscription.objects.create(
+        name="BI", url="https://bi.example.test/hook", event_types=["case.created"], signing_salt="s"
+    )
+    new = services.message_split(message=thread[0], actor=agent, reason="Billing is separate")
+    delivery = WebhookDelivery.objects.get(event_type="case.created")
+    assert delivery.payload["data"]["id"] == new.pk

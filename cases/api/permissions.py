@@ -45,7 +45,7 @@ class CanMergeCustomers(BasePermission):
     message = "Only supervisors and admins merge customers."
 
     def has_permission(self, request, view) -> bool:
-        return permissions.role_of(request.user) in ("supervisor", "admin")
+        return permissions.can_merge_customers(request.user)
 
 
 class SessionOnly(BasePermission):
