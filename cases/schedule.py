@@ -24,4 +24,11 @@ CASES_BEAT_SCHEDULE = {
         "schedule": 60.0 * 60,
         "options": {"expires": 60 * 30},
     },
+    # Purge raw inbound events past INBOUND_EVENT_RETENTION_DAYS, and run erasure requests
+    # (Meta's data-deletion callback) whose own task was lost.
+    "privacy-retention-sweep": {
+        "task": "cases.privacy.retention_sweep",
+        "schedule": 60.0 * 60,
+        "options": {"expires": 60 * 30},
+    },
 }

@@ -412,7 +412,11 @@ CONTENT_SECURITY_POLICY = {
 
 # --- Caseline ------------------------------------------------------------------------
 # Raw inbound events (the webhook bodies) are kept this many days; 0 keeps them for ever.
+# Beat's privacy retention sweep (cases.privacy) deletes processed and ignored events past
+# it; pending and failed ones are kept until they are processed. Production: set e.g. 90.
 INBOUND_EVENT_RETENTION_DAYS = env.int("INBOUND_EVENT_RETENTION_DAYS", default=0)
+# Task modules outside the apps' tasks.py: the privacy tasks live beside their services.
+CELERY_IMPORTS = ("cases.privacy",)
 # Replays of a signed X or Meta body: while its first delivery is stored, a replay is
 # acknowledged and ignored (same delivery id). Once raw events are purged that no longer
 # holds, so a body whose platform timestamps are all older than this window is refused.

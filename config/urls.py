@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from cases import report_views
+from cases import privacy_urls, report_views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="desk:queue", permanent=False)),
@@ -12,6 +12,9 @@ urlpatterns = [
     path("desk/", include("cases.urls")),
     path("desk/reports/promises/", report_views.promises, name="report-promises"),
     path("webhooks/", include("connectors.urls")),
+    path("privacy/", include("cases.privacy_urls")),
+    # Before the API's own routes, which end with a catch-all 404.
+    path("api/v1/", include((privacy_urls.api_urlpatterns, "privacy-api"))),
     path("api/v1/", include("cases.api.urls")),
     path("api/", include("cases.api.schema_urls")),
 ]

@@ -1,9 +1,11 @@
 from django.urls import path
 
-from . import views
+from . import meta_deletion, views
 
 app_name = "webhooks"
 
 urlpatterns = [
+    # Meta's data-deletion callback (not a channel's webhook: one per Meta app).
+    path("meta/data-deletion/", meta_deletion.data_deletion, name="meta-data-deletion"),
     path("<slug:slug>/", views.webhook, name="webhook"),
 ]
