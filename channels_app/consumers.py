@@ -15,9 +15,19 @@ user may see that case: rows are filtered with the queue's own rules
 (:func:`cases.selectors.queue_match`), watched cases are re-checked against the
 database when they change, alerts list only visible cases.
 
-Delivery over the channel layer is at most once. Each subscription carries what the
-page last saw (the newest case event id, or when the case page was rendered); if
-something happened since, the consumer tells the page to refetch that region.
+Delivery over the channel layer is at most once, so the database numbers the stream:
+every push about a case carries ``seq``, a ``CaseEvent`` id (for a live push, the newest
+event of its cases when it was rendered, so the push reflects at least that event). A
+page remembers the newest ``seq`` it was sent; when its socket comes back it subscribes
+again with that number and ``"replay": true``, and the consumer replays from the
+database, oldest first, every event after it that the user may see
+(:mod:`channels_app.replay`), each push marked ``"replay": true``, then says
+``replay.done``. A gap of more than ``replay.REPLAY_LIMIT`` events, or a page that has
+no number, is told to refetch the region instead (as is a subscription without
+``"replay"``: the board, and older pages).
+
+A user whose role must have a second factor (``MFA_REQUIRED_ROLES``) and has none is
+refused, by the same rule the pages use (:func:`config.middleware.mfa_missing`).
 """
 
 from __future__ import annotations
@@ -38,8 +48,9 @@ from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
 
 from cases import drafts, permissions, selectors
+from config.middleware import mfa_missing
 
-from . import groups, presence
+from . import groups, presence, replay
 from .presence import PUSH_CONTEXT
 
 logger = logging.getLogger(__name__)
@@ -60,6 +71,19 @@ def event_case_ids(event: dict) -> list[int]:
     ids += [pk for pk in event.get("case_ids") or [] if isinstance(pk, int)]
     ids += [item["case_id"] for item in event.get("cases") or [] if isinstance(item.get("case_id"), int)]
     return list(dict.fromkeys(ids))
+
+
+def _seq(content: dict) -> int | None:
+    """The sequence number a page sent, if it is one."""
+    seq = content.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
+
+
+def _stamped(push: dict, seq: int | None, replay: bool) -> dict:
+    push["seq"] = seq
+    if replay:
+        push["replay"] = True
+    return push
 
 
 class SharedWork:
@@ -97,17 +121,26 @@ class SharedWork:
 shared = SharedWork()
 
 
-def _render_rows(case_ids: list[int]) -> dict[int, SimpleNamespace]:
-    """Cases by id with their queue row and case header rendered (user-independent HTML)."""
+def _render_rows(case_ids: list[int], *, seq: int | None = None) -> dict[int, SimpleNamespace]:
+    """Cases by id with their queue row rendered (user-independent HTML), stamped with ``seq``."""
     rows = {}
     for pk, case in selectors.live_queue_rows(case_ids=case_ids).items():
         key = selectors.queue_key(case.due_at, case.pk)
         html = render_to_string("cases/partials/queue_row.html", {"case": case})
         # Encoded once here, sent as is by every socket that shows the row.
         rows[pk] = SimpleNamespace(
-            case=case, key=key, push=json.dumps({"type": "queue.row", "id": pk, "key": key, "html": html})
+            case=case,
+            key=key,
+            html=html,
+            push=json.dumps({"type": "queue.row", "id": pk, "key": key, "html": html, "seq": seq}),
         )
     return rows
+
+
+def _live_rows(case_ids: list[int]) -> tuple[int | None, dict[int, SimpleNamespace]]:
+    """A live event's sequence number (read before rendering, so the rows reflect it) and rows."""
+    seq = replay.newest_seq(case_ids=case_ids)
+    return seq, _render_rows(case_ids, seq=seq)
 
 
 def _render_header(case_id: int) -> str | None:
@@ -164,6 +197,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         self.user = user
+        if await database_sync_to_async(self._owes_mfa)():
+            await self.close(code=4403)
+            return
         self.role = await database_sync_to_async(self._load_role)()
         names = [groups.user_group(user.pk)] + [
             groups.department_group(pk) for pk in sorted(permissions.department_ids(user))
@@ -175,6 +211,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.joined = names
         await self.accept()
         await self.send_json({"type": "hello", "role": self.role})
+
+    def _owes_mfa(self) -> bool:
+        # The rule reads only the session's sign-in records: the scope's session stands in
+        # for the request's.
+        session = self.scope.get("session")
+        return mfa_missing(SimpleNamespace(session=session if session is not None else {}), self.user)
 
     def _load_role(self) -> str:
         return permissions.role_of(self.user)  # loads and caches the memberships for this socket
@@ -207,12 +249,15 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await handler(content)
 
     async def on_queue(self, content: dict):
+        replaying = content.get("replay") is True and _seq(content) is not None
         window, shown, stale = await database_sync_to_async(presence.queue_subscription)(
-            user=self.user, content=content, max_rows=MAX_SHOWN_ROWS
+            user=self.user, content=content, max_rows=MAX_SHOWN_ROWS, check_stale=not replaying
         )
         self.window, self.shown = window, shown
         if window is None:
             await self.send_json({"type": "error", "error": "That queue cannot be followed."})
+        elif replaying:
+            await self._replay(_seq(content), region="queue")
         elif stale:
             await self.send_json({"type": "refresh", "region": "queue"})
 
@@ -244,6 +289,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             case_id=case.pk, tab=self.channel_name, user=self.user
         )
         await self._send_presence(state)
+        if content.get("replay") is True and _seq(content) is not None:
+            await self._replay(_seq(content), region="case", case_id=case.pk)
+            return
         since = parse_datetime(str(content.get("since") or ""))
         stale = since is None or await database_sync_to_async(selectors.case_changed_since)(
             case_id=case.pk, at=since
@@ -300,17 +348,51 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             case_ids = event_case_ids(event)
             if not case_ids or not self._wants(kind, case_ids):
                 return
-            rows = await shared.get(("rows", event_id), lambda: _render_rows(case_ids))
-            visible = {pk: row for pk, row in rows.items() if self._sees(row.case)}
-            if self.window is not None:
-                await self._queue(case_ids, visible)
-            if self.watching is not None and self.watching.case_id in case_ids:
-                await self._case(event_id, kind, event)
-            if self.board and visible:
-                self._board_soon()
-            await self._alert(event_id, kind, event, visible)
+            seq, rows = await shared.get(("rows", event_id), lambda: _live_rows(case_ids))
+            await self._apply(event_id, kind, event, case_ids, rows, seq=seq)
         except Exception:  # one bad event must not close the agent's socket
             logger.exception("live event %s could not be pushed", kind)
+
+    async def _apply(
+        self, event_id: str, kind: str, event: dict, case_ids: list[int], rows: dict, *, seq, replay=False
+    ):
+        """Push what one event changes on this socket's page, each push stamped with ``seq``."""
+        visible = {pk: rows[pk] for pk in case_ids if pk in rows and self._sees(rows[pk].case)}
+        if self.window is not None:
+            await self._queue(case_ids, visible, seq=seq, replay=replay)
+        if self.watching is not None and self.watching.case_id in case_ids:
+            await self._case(event_id, kind, event, seq=seq, replay=replay)
+        if self.board and visible:
+            self._board_soon()
+        if not replay:
+            await self._alert(event_id, kind, event, visible)
+
+    async def _replay(self, seq: int, *, region: str, case_id: int | None = None):
+        """Push, oldest first, every event after ``seq`` this page missed; past the limit, a refresh."""
+        events = await database_sync_to_async(replay.events_after)(
+            user=self.user, seq=seq, case_id=case_id, shown=sorted(self.shown)
+        )
+        if events is None:
+            await self.send_json({"type": "refresh", "region": region})
+            return
+        if not events:
+            return
+        case_ids = sorted({item["case_id"] for item in events})
+        rows = await database_sync_to_async(_render_rows)(case_ids)
+        for item in events:
+            event = item["event"]
+            if not self._wants(event["type"], [item["case_id"]]):
+                continue
+            await self._apply(
+                f"seq.{item['seq']}",
+                event["type"],
+                event,
+                [item["case_id"]],
+                rows,
+                seq=item["seq"],
+                replay=True,
+            )
+        await self.send_json({"type": "replay.done", "seq": events[-1]["seq"], "events": len(events)})
 
     def _wants(self, kind: str, case_ids: list[int]) -> bool:
         """Whether this socket shows anything an event about ``case_ids`` could change."""
@@ -330,33 +412,39 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             or case.assignee_id == self.user.pk
         )
 
-    async def _queue(self, case_ids: list[int], visible: dict):
+    async def _queue(self, case_ids: list[int], visible: dict, *, seq, replay=False):
         for pk in case_ids:
             row = visible.get(pk)
             belongs = row is not None and selectors.queue_match(row.case, user=self.user, window=self.window)
             if belongs and (not self.window.q or pk in self.shown):
                 self.shown.add(pk)
-                await self.send(text_data=row.push)
+                if replay:
+                    push = {"type": "queue.row", "id": pk, "key": row.key, "html": row.html}
+                    await self.send_json(_stamped(push, seq, replay))
+                else:
+                    await self.send(text_data=row.push)
             elif pk in self.shown:
                 self.shown.discard(pk)
-                await self.send_json({"type": "queue.remove", "id": pk})
+                await self.send_json(_stamped({"type": "queue.remove", "id": pk}, seq, replay))
 
-    async def _case(self, event_id: str, kind: str, event: dict):
+    async def _case(self, event_id: str, kind: str, event: dict, *, seq, replay=False):
         watching = self.watching
         if kind in ("message.added", "message.delivery") and isinstance(event.get("message_id"), int):
             entry = await shared.get(("entry", event_id), lambda: _render_entry(event["message_id"]))
             if entry is not None and entry["case_id"] == watching.case_id:
-                await self.send_json({"type": "timeline.entry", **entry})
+                await self.send_json(_stamped({"type": "timeline.entry", **entry}, seq, replay))
             return
         view = await database_sync_to_async(presence.case_view)(user=self.user, case_id=watching.case_id)
         if view is None:  # moved where this user may no longer see it
             await self._unwatch()
-            await self.send_json({"type": "case.gone", "case": watching.reference})
+            await self.send_json(_stamped({"type": "case.gone", "case": watching.reference}, seq, replay))
             return
         header = await shared.get(("header", event_id), lambda: _render_header(watching.case_id))
         watching.can_take_over = view["can_take_over"]
-        await self.send_json({"type": "swap", "target": "case-header", "html": header})
-        await self.send_json({"type": "swap", "target": "case-actions", "html": view["actions"]})
+        await self.send_json(_stamped({"type": "swap", "target": "case-header", "html": header}, seq, replay))
+        await self.send_json(
+            _stamped({"type": "swap", "target": "case-actions", "html": view["actions"]}, seq, replay)
+        )
 
     async def _send_presence(self, state: drafts.Presence):
         watching = self.watching

@@ -19,14 +19,14 @@ PUSH_CONTEXT: dict = {}
 
 
 def queue_subscription(
-    *, user, content: dict, max_rows: int
+    *, user, content: dict, max_rows: int, check_stale: bool = True
 ) -> tuple[selectors.QueueWindow | None, set[int], bool]:
     """Check what a queue page says it shows, with the page's own form rules.
 
     Returns the window (None when the page's filters are not the user's to see), the
     rows it shows that are the user's work (others are forgotten, so a page cannot ask
     about cases it was never shown), and whether anything changed since the page was
-    rendered.
+    rendered (always False without ``check_stale``: a replaying page is sent what changed).
     """
     data = {
         name: str(content.get(name) or "")
@@ -54,6 +54,8 @@ def queue_subscription(
     )
     rows = [pk for pk in content.get("rows") or [] if isinstance(pk, int)][:max_rows]
     shown = selectors.work_case_ids(user=user, case_ids=rows)
+    if not check_stale:
+        return window, shown, False
     seq = content.get("seq")
     stale = not isinstance(seq, int) or selectors.queue_changed_since(user=user, seq=seq)
     return window, shown, stale

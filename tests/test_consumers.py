@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from cases import drafts, escalation, selectors, services, sla
-from cases.models import Case, Membership
+from cases.models import Case, CaseEvent, Membership
 from channels_app.consumers import DeskConsumer, event_case_ids
 from config.asgi import application
 from tests import factories
@@ -102,6 +102,11 @@ def _pid(kind):
     return f"p{next(_n)}@example.test" if kind == "email" else str(700000 + next(_n))
 
 
+def newest_seq(case) -> int:
+    """The newest CaseEvent id of ``case``: the sequence number its live pushes carry."""
+    return CaseEvent.objects.filter(case_id=case.pk).order_by("-id").values_list("id", flat=True)[0]
+
+
 def rows_of(messages, kind="queue.row"):
     return [m for m in messages if m["type"] == kind]
 
@@ -169,10 +174,12 @@ async def test_claim_moves_the_row_between_tabs():
     mine = await queue_page(world["agent"], view="mine")
 
     await sync_to_async(services.case_claim)(case=case, actor=world["agent"])
+    seq = await sync_to_async(newest_seq)(case)
 
-    assert {"type": "queue.remove", "id": case.pk} in await received(unassigned)
+    # every push carries the sequence number of the case event it reflects
+    assert {"type": "queue.remove", "id": case.pk, "seq": seq} in await received(unassigned)
     got = rows_of(await received(mine))
-    assert [m["id"] for m in got] == [case.pk]
+    assert [(m["id"], m["seq"]) for m in got] == [(case.pk, seq)]
     assert "Test" in got[0]["html"]  # the assignee's name on the row
     await unassigned.disconnect()
     await mine.disconnect()
@@ -308,8 +315,9 @@ async def test_transfer_away_removes_the_row_and_closes_the_case_page():
         case=case, to_department=world["billing"], actor=world["super"], reason="Billing owns refunds"
     )
 
-    assert {"type": "queue.remove", "id": case.pk} in await received(queue)
-    assert {"type": "case.gone", "case": case.reference} in await received(page)
+    seq = await sync_to_async(newest_seq)(case)
+    assert {"type": "queue.remove", "id": case.pk, "seq": seq} in await received(queue)
+    assert {"type": "case.gone", "case": case.reference, "seq": seq} in await received(page)
     # and it hears nothing more about the case
     await sync_to_async(services.case_set_priority)(case=case, priority="high", actor=None)
     assert await page.receive_nothing(timeout=0.5)

@@ -1,0 +1,78 @@
+"""What a reconnecting page missed, read back from the database in order.
+
+Every case change is a ``CaseEvent`` row; its id is the live stream's sequence number.
+A page remembers the newest number it was sent and, when its socket comes back, says
+so; the consumer replays from here every event after it that the user may see (by
+:func:`cases.permissions.visible_cases_q`), oldest first, as the live event it was. A gap
+larger than ``REPLAY_LIMIT`` is not replayed: the page is told to refetch the region.
+
+Called through ``database_sync_to_async`` from :mod:`channels_app.consumers`; reads only.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Max, Q
+
+from cases import permissions
+from cases.models import Case, CaseEvent
+
+# More events than this since a page's last number: refetching the region is cheaper.
+REPLAY_LIMIT = 200
+
+# Event kinds that record a message: replayed as the timeline entry they added.
+MESSAGE_KINDS = frozenset(
+    {
+        CaseEvent.Kind.MESSAGE_IN,
+        CaseEvent.Kind.MESSAGE_OUT,
+        CaseEvent.Kind.NOTE,
+        CaseEvent.Kind.CALL,
+    }
+)
+
+
+def newest_seq(*, case_ids) -> int | None:
+    """The newest case event id of ``case_ids``: what a push about them reflects at least."""
+    ids = [int(pk) for pk in case_ids]
+    if not ids:
+        return None
+    return CaseEvent.objects.filter(case_id__in=ids).aggregate(seq=Max("id"))["seq"]
+
+
+def as_live_event(*, kind: str, case_id: int, message_id: int | None) -> dict:
+    """The live event a stored case event stands for (the shape services publish)."""
+    if message_id is not None and kind in MESSAGE_KINDS:
+        return {"type": "message.added", "case_id": case_id, "message_id": message_id}
+    if message_id is not None and kind == CaseEvent.Kind.DELIVERY:
+        return {"type": "message.delivery", "case_id": case_id, "message_id": message_id}
+    return {"type": "case.changed", "change": kind, "case_id": case_id}
+
+
+def events_after(
+    *, user, seq: int, case_id: int | None = None, shown=(), limit: int = REPLAY_LIMIT
+) -> list[dict] | None:
+    """Case events with an id above ``seq`` that ``user`` may see, oldest first; None past ``limit``.
+
+    ``case_id`` narrows the replay to one case (a case page). ``shown`` are cases the page
+    shows: their events are included even when the user may no longer see the case, so the
+    page can drop the row; the consumer sends nothing else about them.
+    """
+    events = CaseEvent.objects.filter(id__gt=seq)
+    if case_id is not None:
+        events = events.filter(case_id=case_id)
+    if not permissions.is_admin(user):
+        scope = Q(case_id__in=Case.objects.filter(permissions.visible_cases_q(user)).values("pk"))
+        shown_ids = [int(pk) for pk in shown]
+        if shown_ids:
+            scope |= Q(case_id__in=shown_ids)
+        events = events.filter(scope)
+    rows = list(events.order_by("id").values_list("id", "case_id", "kind", "message_id")[: limit + 1])
+    if len(rows) > limit:
+        return None
+    return [
+        {
+            "seq": pk,
+            "case_id": event_case,
+            "event": as_live_event(kind=kind, case_id=event_case, message_id=message_id),
+        }
+        for pk, event_case, kind, message_id in rows
+    ]
