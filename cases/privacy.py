@@ -150,6 +150,10 @@ def _raw_needles(identities: list[Identity], external_ids: list[str]) -> list[by
     return sorted(needles)
 
 
+def _is_digest(value: str) -> bool:
+    return bool(re.fullmatch(r"(sha256:)?[0-9a-f]{64}", value))
+
+
 def _raw_events(needles: list[bytes]):
     """InboundEvents whose raw body contains any of ``needles`` (a scan done by the database)."""
     if not needles:
@@ -530,6 +534,13 @@ def _erase_group(customer: Customer, files: list[str]) -> dict[str, int]:
     counts["inbound_events"] = raw.update(
         body=b"", headers={ERASED_HEADER: now.isoformat()}, error=note, content_type=""
     )
+    # An e-mail's delivery id is its Message-ID, which often names the sender: keep a digest.
+    digested = []
+    for event in raw.only("id", "delivery_id"):
+        if not _is_digest(event.delivery_id):
+            event.delivery_id = "sha256:" + hashlib.sha256(event.delivery_id.encode()).hexdigest()
+            digested.append(event)
+    InboundEvent.objects.bulk_update(digested, ["delivery_id"], batch_size=500)
 
     attachments = Attachment.objects.filter(message_id__in=message_ids)
     files += [name for name in attachments.exclude(file="").values_list("file", flat=True) if name]
