@@ -108,3 +108,31 @@ def can_merge_cases(user, source: Case, target: Case) -> bool:
     sees both.
     """
     return can_work_case(user, source) and can_work_case(user, target)
+
+
+def can_see_reports(user) -> bool:
+    """Promise reports: supervisors (for the departments they supervise) and admins (all)."""
+    return is_admin(user) or is_supervisor(user)
+
+
+def report_department_ids(user) -> set[int] | None:
+    """The departments a user's reports cover (None: every department)."""
+    return None if is_admin(user) else supervised_department_ids(user)
+
+
+def visible_incidents_q(user) -> Q:
+    """Incidents ``user`` may see: those on a channel of one of their departments (admins: all)."""
+    if is_admin(user):
+        return Q()
+    return Q(channel__department_id__in=department_ids(user))
+
+
+def can_close_incident(user) -> bool:
+    return is_admin(user) or is_supervisor(user)
+
+
+def offered_canned_replies_q(user) -> Q:
+    """Canned replies offered to ``user``: everyone's and their departments' (admins: all)."""
+    if is_admin(user):
+        return Q()
+    return Q(department__isnull=True) | Q(department_id__in=department_ids(user))

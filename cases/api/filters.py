@@ -19,10 +19,12 @@ from drf_spectacular.utils import extend_schema_field
 
 from cases.models import (
     BusinessCalendar,
+    CannedReply,
     Case,
     CaseEvent,
     Department,
     EscalationPath,
+    Incident,
     Membership,
     Message,
     ServicePromise,
@@ -324,4 +326,51 @@ class WebhookDeliveryFilterSet(filters.FilterSet):
 
     class Meta:
         model = WebhookDelivery
+        fields: list[str] = []
+
+
+class CannedReplyFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    department_id = IdFilter(
+        field_name="department_id", allow_null=True, label="Department id (null: offered everywhere)"
+    )
+    channel_kind = filters.MultipleChoiceFilter(
+        method="by_channel_kind",
+        choices=CannedReply._meta.get_field("channel_kind").choices,
+        help_text="Replies offered on these platforms (those for every platform included).",
+    )
+    is_active = filters.BooleanFilter()
+    q = SearchFilter(help_text="Title or text", lookups=("title__icontains", "body__icontains"))
+
+    class Meta:
+        model = CannedReply
+        fields: list[str] = []
+
+    def by_channel_kind(self, queryset, name, value):
+        return queryset.filter(Q(channel_kind="") | Q(channel_kind__in=value)) if value else queryset
+
+
+class LinkedCaseFilter(IdFilter):
+    """Incidents linking any of the case ids, each incident once (a subquery, not a join)."""
+
+    def filter(self, qs, value):
+        ids = [v for v in value or [] if v is not None]
+        if not value:
+            return qs
+        links = Incident.cases.through.objects.filter(case_id__in=ids).values("incident_id")
+        return qs.filter(pk__in=links)
+
+
+class IncidentFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    channel_id = IdFilter(field_name="channel_id")
+    department_id = IdFilter(field_name="channel__department_id", label="The channel's department")
+    case_id = LinkedCaseFilter(field_name="case_id", label="Incidents linking any of these cases")
+    status = ChoicesFilter(choices=Incident.Status.choices)
+    detected_after = TimeFilter(field_name="detected_at", lookup_expr="gte")
+    detected_before = TimeFilter(field_name="detected_at", lookup_expr="lt")
+    q = SearchFilter(help_text="Title", lookups=("title__icontains",))
+
+    class Meta:
+        model = Incident
         fields: list[str] = []

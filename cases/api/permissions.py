@@ -57,3 +57,10 @@ class SessionOnly(BasePermission):
         from connectors.models import ApiToken
 
         return bool(request.user and request.user.is_authenticated) and not isinstance(request.auth, ApiToken)
+
+
+class CanSeeReports(BasePermission):
+    message = "Reports are for supervisors and admins."
+
+    def has_permission(self, request, view) -> bool:
+        return permissions.can_see_reports(request.user)

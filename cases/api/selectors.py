@@ -12,10 +12,12 @@ from django.db.models import Prefetch, QuerySet
 from cases import permissions
 from cases.models import (
     BusinessCalendar,
+    CannedReply,
     Case,
     CaseEvent,
     Department,
     EscalationPath,
+    Incident,
     Membership,
     Message,
     ServicePromise,
@@ -139,3 +141,15 @@ def webhook_subscription_list() -> QuerySet[WebhookSubscription]:
 
 def webhook_delivery_list(*, subscription: WebhookSubscription) -> QuerySet[WebhookDelivery]:
     return WebhookDelivery.objects.filter(subscription=subscription)
+
+
+def canned_reply_list(*, user) -> QuerySet[CannedReply]:
+    """Canned replies offered to ``user`` (``permissions.offered_canned_replies_q``), by title."""
+    return CannedReply.objects.filter(permissions.offered_canned_replies_q(user))
+
+
+def incident_list(*, user) -> QuerySet[Incident]:
+    """Incidents on the channels of ``user``'s departments, with their cases' ids (one more query)."""
+    return Incident.objects.filter(permissions.visible_incidents_q(user)).prefetch_related(
+        Prefetch("cases", queryset=Case.objects.only("id"))
+    )

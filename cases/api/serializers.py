@@ -25,10 +25,12 @@ from cases import permissions
 from cases.models import (
     Attachment,
     BusinessCalendar,
+    CannedReply,
     Case,
     CaseEvent,
     Department,
     EscalationPath,
+    Incident,
     Membership,
     Message,
     ServicePromise,
@@ -397,6 +399,33 @@ class BulkReassignInputSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=5000, allow_blank=True, default="")
 
 
+class CaseMergeInputSerializer(serializers.Serializer):
+    source_id = serializers.IntegerField(
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="The case merged into this one: its messages and events move here and it is closed.",
+    )
+    reason = serializers.CharField(
+        **REASON, help_text="Required (reason_required otherwise); kept on the record."
+    )
+
+
+class TakeOverInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(**REASON, help_text="Kept on the record (optional).")
+
+
+class DraftLockSerializer(serializers.Serializer):
+    """Who holds a case's reply lock now (the colleague's send is refused with draft_locked)."""
+
+    case_id = serializers.IntegerField(read_only=True)
+    user_id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    since = serializers.DateTimeField(read_only=True)
+    taken_from = serializers.CharField(
+        read_only=True, help_text="Whom it was taken from; blank if it was free."
+    )
+
+
 class CaseListSerializer(serializers.Serializer):
     results = CaseSerializer(many=True, read_only=True)
 
@@ -653,6 +682,119 @@ class EscalationPathSerializer(ModelRulesMixin, serializers.ModelSerializer):
         if trigger == EscalationPath.Trigger.CATEGORY and category not in Case.Category.values[1:]:
             raise serializers.ValidationError({"category": "Choose the category that escalates."})
         return attrs
+
+
+class CannedReplySerializer(ModelRulesMixin, serializers.ModelSerializer):
+    department_id = serializers.PrimaryKeyRelatedField(
+        queryset=Department.objects.all(),
+        source="department",
+        allow_null=True,
+        required=False,
+        help_text="Null: offered to every department.",
+    )
+
+    class Meta:
+        model = CannedReply
+        fields = (
+            "id",
+            "title",
+            "body",
+            "department_id",
+            "channel_kind",
+            "is_active",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = ("created_at", "updated_at")
+
+
+# --- Incidents and reports -----------------------------------------------------------------------
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    channel_id = serializers.IntegerField(read_only=True)
+    case_ids = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Incident
+        fields = (
+            "id",
+            "channel_id",
+            "status",
+            "title",
+            "window_start",
+            "window_end",
+            "mention_count",
+            "baseline",
+            "detected_at",
+            "closed_at",
+            "case_ids",
+        )
+        read_only_fields = fields
+
+    def get_case_ids(self, incident) -> list[int]:
+        return sorted(case.pk for case in incident.cases.all())
+
+
+class IncidentReplyInputSerializer(serializers.Serializer):
+    text = serializers.CharField(
+        max_length=20000, help_text="One public reply, queued on every open case of the incident."
+    )
+
+
+class ReportQuerySerializer(serializers.Serializer):
+    start = serializers.DateField(required=False, help_text="First day (default: six days before today).")
+    end = serializers.DateField(required=False, help_text="Last day, inclusive (default: today).")
+    group_by = serializers.ChoiceField(choices=["channel", "department"], default="channel")
+
+    def validate(self, attrs):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        end = attrs.get("end") or timezone.localdate()
+        start = attrs.get("start") or end - timedelta(days=6)
+        if end < start:
+            raise serializers.ValidationError({"end": "The end date is before the start date."})
+        if (end - start).days > 366:
+            raise serializers.ValidationError({"end": "A report covers at most a year."})
+        return {**attrs, "start": start, "end": end}
+
+
+class ReportRowSerializer(serializers.Serializer):
+    label = serializers.CharField(help_text="The channel's or the department's name.")
+    responded = serializers.IntegerField(help_text="Cases whose first response was sent in the period.")
+    kept = serializers.IntegerField(help_text="Of those, first-response promises kept.")
+    broken = serializers.IntegerField(help_text="Of those, first-response promises broken.")
+    kept_share = serializers.FloatField(allow_null=True, help_text="kept / responded (null when none).")
+    breaches = serializers.IntegerField(help_text="Promise breaches of any clock recorded in the period.")
+    at_risk_now = serializers.IntegerField(help_text="Open cases at risk or breached at this moment.")
+    median_first_response_seconds = serializers.FloatField(allow_null=True)
+    p90_first_response_seconds = serializers.FloatField(allow_null=True)
+
+
+class PromiseReportSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField(help_text="Exclusive.")
+    group_by = serializers.ChoiceField(choices=["channel", "department"])
+    rows = ReportRowSerializer(many=True)
+
+
+def report_row(row) -> dict:
+    def seconds(value):
+        return value.total_seconds() if value is not None else None
+
+    return {
+        "label": row.label,
+        "responded": row.responded,
+        "kept": row.kept,
+        "broken": row.broken,
+        "kept_share": row.kept_share,
+        "breaches": row.breaches,
+        "at_risk_now": row.at_risk_now,
+        "median_first_response_seconds": seconds(row.median_first_response),
+        "p90_first_response_seconds": seconds(row.p90_first_response),
+    }
 
 
 # --- Tokens and webhooks -------------------------------------------------------------------------

@@ -19,6 +19,8 @@ router.register("channels", views.ChannelViewSet, basename="channel")
 router.register("calendars", views.CalendarViewSet, basename="calendar")
 router.register("service-promises", views.ServicePromiseViewSet, basename="service-promise")
 router.register("escalation-paths", views.EscalationPathViewSet, basename="escalation-path")
+router.register("canned-replies", views.CannedReplyViewSet, basename="canned-reply")
+router.register("incidents", views.IncidentViewSet, basename="incident")
 router.register("tokens", views.ApiTokenViewSet, basename="token")
 router.register("webhooks", views.WebhookSubscriptionViewSet, basename="webhook")
 
@@ -29,6 +31,7 @@ urlpatterns = [
         views.WebhookDeliveryListView.as_view(),
         name="webhook-deliveries",
     ),
+    path("reports/promises/", views.PromiseReportView.as_view(), name="report-promises"),
     *router.urls,
     # Anything else under /api/v1/ is a 404 in the API's own shape, not the site's HTML page.
     re_path(r"^.*$", views.not_found),

@@ -4,10 +4,14 @@ calls one service and answers with the updated object. Rules come from ``cases.p
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.authentication import SessionAuthentication
@@ -17,7 +21,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from cases import escalation, services, triage
+from cases import drafts, escalation, permissions, reports, services, triage
 from cases import selectors as case_selectors
 from cases.errors import ServiceError
 from cases.models import Message
@@ -30,7 +34,15 @@ from customers.models import Customer, Identity
 from . import filters, selectors, serializers
 from .exceptions import error_body, exception_handler
 from .pagination import CasePagination, KeysetPagination, MessagePagination, NewestFirstPagination
-from .permissions import CanMergeCustomers, IsAdmin, IsMember, MembersReadAdminsWrite, SessionOnly
+from .permissions import (
+    CanMergeCustomers,
+    CanSeeReports,
+    IsAdmin,
+    IsMember,
+    MembersReadAdminsWrite,
+    SessionOnly,
+)
+from .renderers import CsvRenderer
 from .schema import CaselineAutoSchema
 from .throttling import TokenCreateRateThrottle, TokenRateThrottle, TokenWriteRateThrottle
 
@@ -195,13 +207,13 @@ class CaseViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
     @_case_action(serializers.ReplyInputSerializer, "Reply to the customer")
     @action(detail=True, methods=["post"])
     def reply(self, request, pk=None):
-        """Queue a reply on a channel; it is sent after commit. 409 ``stale_draft`` when the customer or a colleague wrote after ``draft_started_at``."""
+        """Queue a reply on a channel; it is sent after commit. 409 ``stale_draft`` when the customer or a colleague wrote after ``draft_started_at``; 409 ``draft_locked`` while a colleague holds the case's reply lock."""
 
         def run(case, data):
             identity = data["identity"]
             if identity is not None and identity.customer_id != case.customer_id:
                 raise ServiceError("That identity is not this case's customer's.", field="identity_id")
-            services.case_reply(
+            drafts.draft_send(
                 case=case,
                 author=request.user,
                 channel=data["channel"],
@@ -332,10 +344,11 @@ class CaseViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], url_path="move-to-private")
     def move_to_private(self, request, pk=None):
         """Post a public reply inviting the customer to a direct message or an e-mail, quoting the
-        case reference; the case then waits on the customer."""
+        case reference; the case then waits on the customer. 409 ``draft_locked`` while a colleague
+        holds the case's reply lock."""
         return self._act(
             serializers.MoveToPrivateInputSerializer,
-            lambda case, data: services.case_move_to_private(
+            lambda case, data: drafts.draft_move_to_private(
                 case=case,
                 actor=request.user,
                 channel=data["channel"],
@@ -359,6 +372,43 @@ class CaseViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
         return self._act(
             serializers.ReasonInputSerializer,
             lambda case, data: triage.case_respond(case=case, actor=request.user, reason=data["reason"]),
+        )
+
+    @_case_action(serializers.CaseMergeInputSerializer, "Merge another case into this one")
+    @action(detail=True, methods=["post"])
+    def merge(self, request, pk=None):
+        """Merge case ``source_id`` into this one: its messages (with attachments) and events move
+        here, the source is closed, both get a ``merged`` event, this case's clocks are recomputed.
+        Both cases must be ones you work on; a reason is required."""
+
+        def run(case, data):
+            source = selectors.visible_cases(user=request.user).filter(pk=data["source_id"]).first()
+            if source is None:
+                raise ServiceError("There is no such case.", code="does_not_exist", field="source_id")
+            services.case_merge(source=source, target=case, actor=request.user, reason=data["reason"])
+
+        return self._act(serializers.CaseMergeInputSerializer, run)
+
+    @extend_schema(
+        summary="Take over a colleague's reply",
+        request=serializers.TakeOverInputSerializer,
+        responses={200: serializers.DraftLockSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="take-over-reply")
+    def take_over_reply(self, request, pk=None):
+        """Take the case's reply lock from whoever holds it (supervisors of the case's department,
+        admins): their send is refused from now on, and a ``draft_taken`` event names both."""
+        case = self.get_object()
+        data = _valid(serializers.TakeOverInputSerializer, request)
+        lock = drafts.draft_lock_take_over(case=case, actor=request.user, reason=data["reason"])
+        return Response(
+            {
+                "case_id": case.pk,
+                "user_id": lock.user_id,
+                "name": lock.name,
+                "since": lock.since,
+                "taken_from": lock.taken_from,
+            }
         )
 
     @extend_schema(
@@ -409,6 +459,23 @@ class MessageViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.message_list(user=self.request.user)
+
+    @extend_schema(
+        summary="Split a message off into a new case",
+        request=serializers.ReasonInputSerializer,
+        responses={201: serializers.CaseDetailSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def split(self, request, pk=None):
+        """Move a customer's message, and the later messages answering it in its thread, to a new
+        case for the same customer and department; answers with the new case. A reason is required."""
+        message = self.get_object()
+        data = _valid(serializers.ReasonInputSerializer, request)
+        case = services.message_split(message=message, actor=request.user, reason=data["reason"])
+        body = serializers.CaseDetailSerializer(
+            selectors.case_for_response(case_id=case.pk), context=self.get_serializer_context()
+        ).data
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class CaseEventViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
@@ -481,6 +548,110 @@ class EscalationPathViewSet(ConfigViewSet):
 
     def get_queryset(self):
         return selectors.escalation_path_list()
+
+
+class CannedReplyViewSet(ConfigViewSet):
+    """Canned replies: members list those offered to their departments; admins manage them all."""
+
+    serializer_class = serializers.CannedReplySerializer
+    filterset_class = filters.CannedReplyFilterSet
+
+    def get_queryset(self):
+        return selectors.canned_reply_list(user=self.request.user)
+
+
+# --- Incidents and reports ------------------------------------------------------------------------
+
+
+class IncidentViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
+    """Surges of customer messages on a channel of the user's departments, newest first, with the
+    cases found in them; answer them all at once, or close one (supervisors, admins)."""
+
+    permission_classes = (IsAuthenticated, IsMember)
+    serializer_class = serializers.IncidentSerializer
+    filterset_class = filters.IncidentFilterSet
+    pagination_class = NewestFirstPagination
+
+    def get_queryset(self):
+        return selectors.incident_list(user=self.request.user)
+
+    def _incident_response(self, pk: int) -> Response:
+        return Response(self.get_serializer(selectors.incident_list(user=self.request.user).get(pk=pk)).data)
+
+    @extend_schema(
+        summary="Reply on every open case of the incident",
+        request=serializers.IncidentReplyInputSerializer,
+        responses={200: serializers.IncidentSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def reply(self, request, pk=None):
+        """One public reply queued on every open case of the incident, all or none: 403 if you
+        may not work one of them."""
+        incident = self.get_object()
+        data = _valid(serializers.IncidentReplyInputSerializer, request)
+        text = data["text"].strip()
+        if not text:
+            raise ServiceError("A reply cannot be empty.", field="text")
+        triage.incident_reply(incident=incident, author=request.user, text=text)
+        return self._incident_response(incident.pk)
+
+    @extend_schema(
+        summary="Close the incident", request=None, responses={200: serializers.IncidentSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def close(self, request, pk=None):
+        """Close the incident (supervisors, admins); a later surge on the channel opens a new one."""
+        incident = self.get_object()
+        triage.incident_close(incident=incident, actor=request.user)
+        return self._incident_response(incident.pk)
+
+
+class PromiseReportView(ApiMixin, generics.GenericAPIView):
+    """Promises kept and broken, first-response times (median, 90th percentile) and cases at risk,
+    per channel or department, for the departments you supervise (admins: all). ``?format=csv``
+    (or ``Accept: text/csv``) answers with a CSV file."""
+
+    permission_classes = (IsAuthenticated, CanSeeReports)
+    renderer_classes = (JSONRenderer, CsvRenderer)
+    filter_backends = ()
+    pagination_class = None
+    serializer_class = serializers.PromiseReportSerializer
+
+    @extend_schema(
+        parameters=[serializers.ReportQuerySerializer],
+        responses={
+            (200, "application/json"): serializers.PromiseReportSerializer,
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
+    )
+    def get(self, request, *args, **kwargs):
+        query = serializers.ReportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        zone = timezone.get_current_timezone()
+        report = reports.promise_report(
+            start=datetime.combine(data["start"], time.min, tzinfo=zone),
+            end=datetime.combine(data["end"] + timedelta(days=1), time.min, tzinfo=zone),
+            group_by=data["group_by"],
+            department_ids=permissions.report_department_ids(request.user),
+        )
+        body = {
+            "start": report.start,
+            "end": report.end,
+            "group_by": report.group_by,
+            "rows": [serializers.report_row(row) for row in report.rows],
+        }
+        response = Response(serializers.PromiseReportSerializer(body).data)
+        if isinstance(request.accepted_renderer, CsvRenderer):
+            response["Content-Disposition"] = (
+                f'attachment; filename="promises-{data["start"]}-{data["end"]}-{data["group_by"]}.csv"'
+            )
+        return response
+
+    def handle_exception(self, exc):
+        # Errors keep the one JSON error shape, whatever format the report was asked in.
+        self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().handle_exception(exc)
 
 
 # --- Personal tokens ------------------------------------------------------------------------------
