@@ -5,13 +5,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Case as DbCase
-from django.db.models import CharField, Count, F, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    CharField,
+    Count,
+    F,
+    FilteredRelation,
+    Min,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Lower, NullIf, Substr
 
 from customers.identifiers import normalize_platform_id
@@ -23,9 +37,11 @@ from .models import (
     QUEUE_WORK_STATUSES,
     REFERENCE_ALPHABET,
     REFERENCE_LENGTH,
+    Attachment,
     Case,
     CaseEvent,
     Department,
+    EscalationPath,
     Incident,
     Membership,
     Message,
@@ -273,6 +289,124 @@ def case_for_page(*, user, reference: str) -> Case | None:
     return case
 
 
+OTHER_CASES_LIMIT = 10
+
+
+@dataclass
+class CasePage:
+    """The case a page shows and the customer's other cases the viewer may see, newest first."""
+
+    case: Case
+    other_cases: list[Case]
+
+
+def case_page(*, user, reference: str, others: int = OTHER_CASES_LIMIT) -> CasePage | None:
+    """:func:`case_for_page` and :func:`customer_other_cases` in one statement, or None when
+    ``user`` may not see the case.
+
+    The rows are the case itself (whatever the viewer may see: ``can_view_case`` decides
+    after) and the same customer's cases the viewer may see, the case first; each read is
+    an index read (the reference's unique index, the customer's cases), OR-ed together.
+    """
+    customer = Case.objects.filter(reference=reference).values("customer_id")[:1]
+    rows = list(
+        Case.objects.filter(
+            Q(reference=reference) | (Q(customer_id=Subquery(customer)) & permissions.visible_cases_q(user))
+        )
+        .select_related("customer", "department", "assignee", "last_channel", "origin_channel")
+        .annotate(is_page_case=DbCase(When(reference=reference, then=Value(1)), default=Value(0)))
+        .distinct()  # visibility through followers is a join
+        .order_by("-is_page_case", "-created_at", "-id")[: others + 1]
+    )
+    if not rows or rows[0].reference != reference or not permissions.can_view_case(user, rows[0]):
+        return None
+    return CasePage(case=rows[0], other_cases=rows[1:])
+
+
+# --- Links taken from customers' payloads -----------------------------------------------------------
+
+
+def safe_url(url: str | None) -> str:
+    r"""``url`` when a page may link to it, else ``""``.
+
+    Allowed: ``http``/``https`` URLs with a host, and paths under our own ``MEDIA_URL``
+    (stored attachments). Everything else a payload might carry -- ``javascript:``,
+    ``data:``, ``vbscript:``, protocol-relative ``//host``, backslash tricks, and URLs with
+    control characters or whitespace a browser would drop before reading the scheme
+    (``java\tscript:``) -- gives ``""``, so it can never reach an ``href`` or ``src``.
+    """
+    text = (url or "").strip()
+    if not text or "\\" in text or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        return ""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() in ("http", "https"):
+        return text if parts.hostname else ""
+    media = "/" + settings.MEDIA_URL.lstrip("/")
+    if not parts.scheme and not parts.netloc and text.startswith(media) and not text.startswith("//"):
+        return text
+    return ""
+
+
+@dataclass(frozen=True)
+class AttachmentLink:
+    """An attachment as a timeline entry shows it; ``href`` is empty when its URL is not safe to link."""
+
+    pk: int
+    filename: str
+    href: str
+    size: int | None
+
+
+def _attachment_link(
+    *, pk: int, file: str, external_url: str, filename: str, size: int | None
+) -> AttachmentLink:
+    stored = Attachment._meta.get_field("file").storage.url(file) if file else ""
+    return AttachmentLink(pk=pk, filename=filename, href=safe_url(stored or external_url), size=size)
+
+
+def _with_links(message: Message, attachments: list[AttachmentLink]) -> Message:
+    """Set what a timeline entry links to: its attachments and its recording, each checked by
+    :func:`safe_url`."""
+    message.attachment_links = attachments
+    message.recording_href = safe_url(message.recording_url)
+    return message
+
+
+_ATTACHMENT_COLUMNS = ("id", "file", "external_url", "filename", "size")
+
+
+def case_page_timeline(*, case: Case) -> list[Message]:
+    """The case page's timeline: every message in time order with author, identity, channel and
+    its attachments (as ``attachment_links``), in one statement.
+
+    Attachments come from a LEFT JOIN (a row per attachment, most messages have none)
+    rather than a second query; links pass :func:`safe_url`.
+    """
+    rows = (
+        Message.objects.filter(case=case)
+        .select_related("channel", "identity", "author")
+        .annotate(**{f"attachment_{name}": F(f"attachments__{name}") for name in _ATTACHMENT_COLUMNS})
+        .order_by("sent_at", "id", "attachment_id")
+    )
+    messages: list[Message] = []
+    for row in rows:
+        if not messages or messages[-1].pk != row.pk:
+            messages.append(_with_links(row, []))
+        if row.attachment_id is not None:
+            messages[-1].attachment_links.append(
+                _attachment_link(
+                    **{
+                        name if name != "id" else "pk": getattr(row, f"attachment_{name}")
+                        for name in _ATTACHMENT_COLUMNS
+                    }
+                )
+            )
+    return messages
+
+
 def case_timeline(*, case: Case) -> QuerySet[Message]:
     """Every message of ``case`` in time order, with author, identity, channel and attachments."""
     return (
@@ -283,8 +417,22 @@ def case_timeline(*, case: Case) -> QuerySet[Message]:
     )
 
 
+def _with_profile_links(identity: Identity) -> Identity:
+    """Set ``profile_href``: the profile link the platform reported, checked by :func:`safe_url`
+    (the profile is whatever the payload said). Avatars are not shown: the pages' CSP keeps
+    images to our own origin."""
+    profile = identity.profile if isinstance(identity.profile, dict) else {}
+    links = (
+        safe_url(value)
+        for key in ("url", "profile_url", "link")
+        if isinstance(value := profile.get(key), str)
+    )
+    identity.profile_href = next((link for link in links if link), "")
+    return identity
+
+
 def customer_identities(*, customer) -> list[Identity]:
-    return list(customer.identities.order_by("kind", "handle", "platform_id"))
+    return [_with_profile_links(i) for i in customer.identities.order_by("kind", "handle", "platform_id")]
 
 
 def customer_other_cases(*, user, case: Case, limit: int = 10) -> list[Case]:
@@ -515,13 +663,22 @@ def live_case(*, case_id: int) -> Case | None:
 
 
 def live_message(*, message_id: int) -> Message | None:
-    """One timeline entry as :func:`case_timeline` loads it."""
-    return (
+    """One timeline entry as :func:`case_page_timeline` loads it."""
+    message = (
         Message.objects.filter(pk=message_id)
         .select_related("channel", "identity", "author", "case__customer")
         .prefetch_related("attachments")
         .first()
     )
+    if message is None:
+        return None
+    links = [
+        _attachment_link(
+            pk=a.pk, file=a.file.name, external_url=a.external_url, filename=a.filename, size=a.size
+        )
+        for a in message.attachments.all()
+    ]
+    return _with_links(message, links)
 
 
 def live_seq() -> int:
@@ -583,6 +740,42 @@ def transfer_departments(*, user, case: Case) -> list[Department]:
     return [d for d in all_departments(user=user) if d.is_active and d.pk != case.department_id]
 
 
+_PATH_COLUMNS = tuple(field.attname for field in EscalationPath._meta.concrete_fields)
+
+
+def case_routes(*, user, case: Case) -> tuple[list[Department], EscalationPath | None]:
+    """Every department by name (as :func:`all_departments`, whose per-request cache on ``user``
+    it fills) and the escalation path ``case`` would follow now, in one statement.
+
+    The path is the one ``escalation.next_path`` picks (active paths out of the case's
+    department into an active one, lowest order first, the first whose trigger
+    ``escalation.path_matches``); here the paths come LEFT JOINed to their target
+    departments instead of from a query of their own.
+    """
+    from .escalation import path_matches
+
+    paths_in = FilteredRelation(
+        "paths_in", condition=Q(paths_in__from_department_id=case.department_id, paths_in__is_active=True)
+    )
+    rows = (
+        Department.objects.annotate(path=paths_in)
+        .annotate(**{f"path_{name}": F(f"path__{name}") for name in _PATH_COLUMNS})
+        .order_by("name", "id")
+    )
+    departments: dict[int, Department] = {}
+    paths: list[EscalationPath] = []
+    for row in rows:
+        department = departments.setdefault(row.pk, row)
+        if row.path_id is not None and department.is_active:
+            path = EscalationPath(**{name: getattr(row, f"path_{name}") for name in _PATH_COLUMNS})
+            path.to_department = department
+            paths.append(path)
+    paths.sort(key=lambda path: (path.order, path.pk))
+    if getattr(user, "_caseline_all_departments", None) is None:
+        user._caseline_all_departments = list(departments.values())
+    return list(departments.values()), next((path for path in paths if path_matches(path, case)), None)
+
+
 def public_channels(*, case: Case, timeline: list[Message] | None = None) -> list:
     """The social channels where the customer wrote to us in public on this case (WhatsApp has no
     public side): where a reply can ask them to continue privately."""
@@ -610,7 +803,6 @@ def case_actions_context(*, user, case: Case, timeline: list[Message] | None = N
     """What the case page's action panel offers ``user`` (the page and live pushes render it alike).
 
     ``timeline``: the case's messages when the caller has them (saves a query)."""
-    from .escalation import next_path
 
     can_work = permissions.can_work_case(user, case)
     context = {
@@ -627,8 +819,10 @@ def case_actions_context(*, user, case: Case, timeline: list[Message] | None = N
     }
     if can_work:
         context["members"] = department_members(department_id=case.department_id)
-        context["transfer_departments"] = transfer_departments(user=user, case=case)
-        context["escalation_path"] = next_path(case)
+        departments, context["escalation_path"] = case_routes(user=user, case=case)
+        context["transfer_departments"] = [
+            d for d in departments if d.is_active and d.pk != case.department_id
+        ]
         if case.is_open:
             context["public_channels"] = public_channels(case=case, timeline=timeline)
     return context
@@ -662,7 +856,12 @@ def customer_cases(*, user, customer: Customer, limit: int = CUSTOMER_CASES_LIMI
 
 def customer_identities_with_provenance(*, customer: Customer) -> list[Identity]:
     """The customer's identities with who linked each one."""
-    return list(customer.identities.select_related("linked_by").order_by("kind", "handle", "platform_id"))
+    return [
+        _with_profile_links(identity)
+        for identity in customer.identities.select_related("linked_by").order_by(
+            "kind", "handle", "platform_id"
+        )
+    ]
 
 
 # --- The supervisor board ---------------------------------------------------------------------------

@@ -157,14 +157,22 @@ def _case_channels(case: Case, *, identities: list, used: set[int]) -> list:
     ]
 
 
-def _case_context(request: HttpRequest, case: Case, **composer) -> dict:
-    timeline = list(selectors.case_timeline(case=case))
+def _page_or_404(request: HttpRequest, reference: str) -> selectors.CasePage:
+    page = selectors.case_page(user=request.user, reference=reference)
+    if page is None:
+        raise Http404("No such case.")
+    return page
+
+
+def _case_context(request: HttpRequest, page: selectors.CasePage, **composer) -> dict:
+    case = page.case
+    timeline = selectors.case_page_timeline(case=case)
     identities = selectors.customer_identities(customer=case.customer)
     return {
         "case": case,
         "timeline": timeline,
         "identities": identities,
-        "other_cases": selectors.customer_other_cases(user=request.user, case=case),
+        "other_cases": page.other_cases,
         "presence": drafts.presence_read(case_id=case.pk),
         "rendered_at": _now_iso(),
         **selectors.case_actions_context(user=request.user, case=case, timeline=timeline),
@@ -175,8 +183,8 @@ def _case_context(request: HttpRequest, case: Case, **composer) -> dict:
 @login_required
 @require_GET
 def case_detail(request: HttpRequest, reference: str) -> HttpResponse:
-    case = _case_or_404(request, reference)
-    return render(request, "cases/case_detail.html", _case_context(request, case))
+    page = _page_or_404(request, reference)
+    return render(request, "cases/case_detail.html", _case_context(request, page))
 
 
 def _report(request: HttpRequest, error: ServiceError) -> None:
@@ -187,15 +195,17 @@ def _report(request: HttpRequest, error: ServiceError) -> None:
 def _answer(request: HttpRequest, reference: str, *, status: int = 200, composer: dict | None = None):
     """The case again: its changed regions out of band for htmx, else a redirect (or, when a form
     must keep what was typed, the whole page)."""
-    case = _case_or_404(request, reference)  # re-read: the service changed it
     if request.htmx:
-        context = _case_context(request, case, **(composer or {}))
+        page = _page_or_404(request, reference)  # re-read: the service changed it
+        context = _case_context(request, page, **(composer or {}))
         context["swap_composer"] = composer is not None
         return render(request, "cases/partials/case_swap.html", context, status=status)
     if composer is not None and status != 200:
+        page = _page_or_404(request, reference)
         return render(
-            request, "cases/case_detail.html", _case_context(request, case, **composer), status=status
+            request, "cases/case_detail.html", _case_context(request, page, **composer), status=status
         )
+    _case_or_404(request, reference)  # still visible after the change, else 404 as before
     return redirect("desk:case", reference=reference)
 
 
@@ -449,8 +459,8 @@ def case_take_over(request: HttpRequest, reference: str) -> HttpResponse:
 def case_live(request: HttpRequest, reference: str) -> HttpResponse:
     """The live regions of a case page (header, presence, timeline, actions), out of band: what a
     page fetches when its socket (re)connects after missing something."""
-    case = _case_or_404(request, reference)
-    return render(request, "cases/partials/case_live.html", _case_context(request, case))
+    page = _page_or_404(request, reference)
+    return render(request, "cases/partials/case_live.html", _case_context(request, page))
 
 
 # --- Customers ---------------------------------------------------------------------------------------

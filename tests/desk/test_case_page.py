@@ -13,15 +13,18 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from cases import services
-from cases.models import Attachment, Case, CaseEvent
+from cases import selectors, services
+from cases.escalation import next_path
+from cases.models import Attachment, Case, CaseEvent, Department
 from cases.templatetags.desk import countdown_text
 from tests import factories
 from tests.desk.conftest import crossed_case, minutes_ago, open_case
+from tests.sla.factories import EscalationPathFactory
 
-# session, user, case, memberships, timeline, attachments, identities, other cases, departments,
-# reply channels, canned replies, department members (assign to), escalation path
-CASE_PAGE_QUERIES = 13
+# session, user, memberships, the case with the customer's other cases, the timeline with its
+# attachments, identities, department members (assign to), departments with the escalation paths,
+# reply channels, canned replies
+CASE_PAGE_QUERIES = 10
 
 
 @pytest.fixture
@@ -267,3 +270,47 @@ def test_browser_countdown_formats_like_the_server(sign):
     now = datetime(2030, 1, 1, tzinfo=UTC)
     expected = [countdown_text(now + timedelta(milliseconds=ms), now) for ms in millis]
     assert json.loads(out) == expected
+
+
+def test_case_routes_pick_the_path_escalation_picks(agent, channel, department, other_department):
+    # given: paths out of the case's department in every state next_path looks at
+    closed = factories.DepartmentFactory(name="Closed desk", slug="closed", is_active=False)
+    legal = factories.DepartmentFactory(name="Legal", slug="legal")
+    case = open_case(channel=channel, priority="normal")
+    EscalationPathFactory(from_department=department, to_department=closed, order=0)
+    EscalationPathFactory(from_department=department, to_department=legal, order=1, is_active=False)
+    EscalationPathFactory(
+        from_department=department,
+        to_department=legal,
+        order=2,
+        trigger="priority",
+        priority_threshold="high",
+    )
+    EscalationPathFactory(from_department=department, to_department=other_department, order=3)
+    EscalationPathFactory(from_department=other_department, to_department=legal, order=0)
+
+    # when / then: the same path as escalation.next_path, before and after the priority rises
+    departments, path = selectors.case_routes(user=agent, case=case)
+    assert [d.name for d in departments] == sorted(d.name for d in Department.objects.all())
+    assert path.pk == next_path(case).pk and path.to_department == other_department
+    case.priority = "urgent"
+    departments, path = selectors.case_routes(user=agent, case=case)
+    assert path.pk == next_path(case).pk and path.to_department == legal
+    assert len(departments) == Department.objects.count()  # a department with two paths in is listed once
+
+
+def test_other_cases_are_the_newest_visible_ones(desk, agent, outsider, channels, other_department):
+    case = open_case(channel=channels["x"])
+    mine = [services.case_open(customer=case.customer, channel=channels["email"]) for _ in range(12)]
+    hidden = services.case_open(customer=case.customer, department=other_department)
+    followed = services.case_open(customer=case.customer, department=other_department)
+    followed.followers.add(agent, outsider)  # two followers: the page lists it once
+    newest_first = sorted([*mine, followed], key=lambda c: (c.created_at, c.pk), reverse=True)
+
+    page = selectors.case_page(user=agent, reference=case.reference)
+
+    assert page.case == case
+    assert [c.reference for c in page.other_cases] == [c.reference for c in newest_first[:10]]
+    assert hidden not in page.other_cases
+    assert selectors.case_page(user=outsider, reference=case.reference) is None
+    assert selectors.case_page(user=agent, reference="C-NOPE2") is None
