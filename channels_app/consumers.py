@@ -257,6 +257,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if window is None:
             await self.send_json({"type": "error", "error": "That queue cannot be followed."})
         elif replaying:
+            # Rows the page shows that are no longer this user's work: drop them (an id the
+            # page sent, so nothing is told about the case but "not here").
+            claimed = {pk for pk in content.get("rows") or [] if isinstance(pk, int)}
+            for pk in sorted(claimed - shown)[:MAX_SHOWN_ROWS]:
+                await self.send_json({"type": "queue.remove", "id": pk, "seq": None, "replay": True})
             await self._replay(_seq(content), region="queue")
         elif stale:
             await self.send_json({"type": "refresh", "region": "queue"})

@@ -48,7 +48,7 @@ def as_live_event(*, kind: str, case_id: int, message_id: int | None) -> dict:
 
 
 def events_after(
-    *, user, seq: int, case_id: int | None = None, shown=(), limit: int = REPLAY_LIMIT
+    *, user, seq: int, case_id: int | None = None, shown=(), limit: int | None = None
 ) -> list[dict] | None:
     """Case events with an id above ``seq`` that ``user`` may see, oldest first; None past ``limit``.
 
@@ -56,6 +56,7 @@ def events_after(
     shows: their events are included even when the user may no longer see the case, so the
     page can drop the row; the consumer sends nothing else about them.
     """
+    limit = REPLAY_LIMIT if limit is None else limit
     events = CaseEvent.objects.filter(id__gt=seq)
     if case_id is not None:
         events = events.filter(case_id=case_id)

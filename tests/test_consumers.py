@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
@@ -119,6 +120,41 @@ async def test_anonymous_socket_is_refused():
     ok, code = await communicator.connect()
     assert not ok
     assert code == 4401
+    await communicator.disconnect()
+
+
+async def test_a_user_who_owes_mfa_is_refused_as_the_pages_refuse_them(settings):
+    # given supervisors must have a second factor
+    settings.MFA_REQUIRED_ROLES = ["supervisor"]
+    world = await sync_to_async(build_world)()
+
+    # then a supervisor without one gets no socket (the pages send them to set it up)
+    refused = communicator_for(world["super"])
+    ok, code = await refused.connect()
+    assert (ok, code) == (False, 4403)
+    await refused.disconnect()
+    # while an agent, whose role needs none, is let in
+    agent = await connected(world["agent"])
+    await agent.disconnect()
+
+    # when the supervisor sets up TOTP, the socket opens
+    await sync_to_async(TOTP.activate)(world["super"], generate_totp_secret())
+    supervisor = await connected(world["super"])
+    await supervisor.disconnect()
+
+
+async def test_a_session_signed_in_through_sso_needs_no_second_factor_on_the_socket(settings):
+    settings.MFA_REQUIRED_ROLES = ["supervisor"]
+    world = await sync_to_async(build_world)()
+    communicator = communicator_for(world["super"])
+    # the identity provider enforces its own factors (the rule of config.middleware.mfa_missing)
+    communicator.scope["session"] = {
+        "account_authentication_methods": [{"method": "socialaccount", "provider": "oidc"}],
+        "account_authentication_methods_user": str(world["super"].pk),
+    }
+    ok, _ = await communicator.connect()
+    assert ok
+    assert (await communicator.receive_json_from(timeout=2))["type"] == "hello"
     await communicator.disconnect()
 
 
