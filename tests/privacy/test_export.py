@@ -99,7 +99,9 @@ def test_who_may_export(client, customer, channel, identity, agent, supervisor, 
 
 def _customer_with(cases: int, channel, department) -> object:
     customer = factories.CustomerFactory()
-    identity = factories.IdentityFactory(customer=customer, kind="x", platform_id=str(7_000_000 + customer.pk))
+    identity = factories.IdentityFactory(
+        customer=customer, kind="x", platform_id=str(7_000_000 + customer.pk)
+    )
     for n in range(cases):
         case = services.case_open(customer=customer, channel=channel, department=department)
         for m in range(3):
