@@ -6,8 +6,12 @@
  * - Filter forms marked data-autosubmit submit when a select changes.
  * - One websocket per tab (/ws/desk/, see channels_app/consumers.py). The page says what
  *   it shows (a queue, a case, the board); the server pushes HTML rendered from the same
- *   partials the page uses, and this script puts it in place. When the socket was down
- *   the server tells the page to refetch what it missed; meanwhile a banner says so.
+ *   partials the page uses, and this script puts it in place. Pushes about cases carry a
+ *   sequence number (a case event id); the page remembers the newest it was sent, and when
+ *   the socket comes back it subscribes again with it, so the server replays what it missed
+ *   in order (or, after a long gap, tells it to refetch the region). Replayed pushes the
+ *   page had already applied, and pushes older than what a row or region already shows,
+ *   are ignored. While the socket is down a banner says so.
  * - The composer: reply / note / call tabs, the channel's identities and character limit,
  *   canned replies, the time a draft began (server time), and "typing" reports that
  *   show colleagues who is writing and take the case's reply lock.
@@ -247,6 +251,12 @@
 
   var socket = null;
   var attempts = 0;
+  // The newest sequence number this page was sent (its regions' data-seq at load), null if none.
+  var lastSeq = null;
+  // The number the page last subscribed with: replayed pushes up to it are already applied.
+  var resumedFrom = null;
+  // Per row or region, the number of the push shown there.
+  var shownSeq = {};
   var offlineTimer = null;
   var pingTimer = null;
   var connectedOnce = false;
@@ -283,7 +293,59 @@
     }
   }
 
+  function regionSeq(region) {
+    var n = region ? parseInt(region.getAttribute("data-seq"), 10) : NaN;
+    return isNaN(n) ? null : n;
+  }
+
+  function pageSeq() {
+    var regions = document.querySelectorAll("[data-live]");
+    for (var i = 0; i < regions.length; i++) {
+      var n = regionSeq(regions[i]);
+      if (n !== null) {
+        return n;
+      }
+    }
+    return null;
+  }
+
+  function seqKey(message) {
+    if (message.type === "queue.row" || message.type === "queue.remove") {
+      return "row:" + message.id;
+    }
+    if (message.type === "timeline.entry") {
+      return "entry:" + message.id;
+    }
+    if (message.type === "swap") {
+      return "swap:" + message.target;
+    }
+    return null;
+  }
+
+  // True when the page already shows what this push brings; else remember its number.
+  function alreadyApplied(message) {
+    if (typeof message.seq !== "number") {
+      return false;
+    }
+    if (message.replay && resumedFrom !== null && message.seq <= resumedFrom) {
+      return true;
+    }
+    var key = seqKey(message);
+    if (key) {
+      if (shownSeq[key] !== undefined && message.seq < shownSeq[key]) {
+        return true;
+      }
+      shownSeq[key] = message.seq;
+    }
+    if (lastSeq === null || message.seq > lastSeq) {
+      lastSeq = message.seq;
+    }
+    return false;
+  }
+
   function subscribe() {
+    resumedFrom = lastSeq;
+    var replay = lastSeq !== null;
     var queue = document.querySelector("[data-live=queue]");
     if (queue) {
       var rows = [];
@@ -302,18 +364,31 @@
         q: d.q,
         after: d.after,
         until: d.until,
-        seq: parseInt(d.seq, 10),
+        seq: lastSeq,
+        replay: replay,
         rows: rows,
       });
     }
     var kase = document.querySelector("[data-live=case]");
     if (kase) {
-      send({ action: "watch", case: kase.dataset.case, since: kase.dataset.since });
+      var watch = { action: "watch", case: kase.dataset.case, since: kase.dataset.since };
+      if (replay) {
+        watch.seq = lastSeq;
+        watch.replay = true;
+      }
+      send(watch);
     }
     var board = document.querySelector("[data-live=board]");
     if (board) {
-      send({ action: "board", seq: parseInt(board.dataset.seq, 10) });
+      send({ action: "board", seq: lastSeq });
     }
+  }
+
+  // After a region is refetched, the page's number is the one it was rendered with (or none:
+  // then the case page falls back to "since" until a push brings a number).
+  function refreshed() {
+    lastSeq = pageSeq();
+    shownSeq = {};
   }
 
   function refresh(region) {
@@ -321,6 +396,7 @@
       return;
     }
     var done = function () {
+      refreshed();
       tick();
       subscribe();
     };
@@ -404,6 +480,9 @@
       try {
         message = JSON.parse(event.data);
       } catch (e) {
+        return;
+      }
+      if (alreadyApplied(message)) {
         return;
       }
       var handler = handlers[message.type];
@@ -671,6 +750,7 @@
     }
     // Swapped-in partials carry their own data-due attributes: show them right away.
     document.body.addEventListener("htmx:afterSettle", tick);
+    lastSeq = pageSeq();
     connect();
   }
 
