@@ -83,6 +83,14 @@ def world(
         reason=f"{DANA.name} wants billing",
         note=f"{DANA.marker}: refund owed",
     )
+    # Ingest's note when she wrote on someone else's thread names her identity on their case.
+    other_case = Case.objects.filter(customer=other).order_by("pk").first()
+    services.record_event(
+        case=other_case,
+        kind=CaseEvent.Kind.MESSAGE_IN,
+        reason=f"Written by X identity @dana_{DANA.marker} of customer #{dana.pk}, not the case's customer.",
+        after={"phone": DANA.phone},
+    )
     LogEntry.objects.log_actions(
         user_id=admin_user.pk, queryset=[dana], action_flag=CHANGE, change_message=f"Renamed {DANA.name}"
     )
@@ -158,6 +166,12 @@ def test_erasure_leaves_nothing_of_theirs_and_everything_of_others(
 
     # and the other customer's data is exactly where it was
     assert leftovers(OTHER.strings) == other_before
+    elsewhere = CaseEvent.objects.filter(case__customer=other, reason__contains="Written by").get()
+    assert (
+        elsewhere.reason
+        == f"Written by X identity @{dana.name} of customer #{dana.pk}, not the case's customer."
+    )
+    assert elsewhere.after == {"phone": dana.name}
     assert (
         {f for f in files_after if OTHER.marker in f}
         == {f for f in files_before if OTHER.marker in f}
