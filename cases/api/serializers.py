@@ -706,6 +706,22 @@ class CannedReplySerializer(ModelRulesMixin, serializers.ModelSerializer):
             "updated_at",
         )
         read_only_fields = ("created_at", "updated_at")
+        # The model's own constraints decide (ModelRulesMixin); DRF's unique-together check
+        # would make ``department_id`` required.
+        validators: list = []
+
+    def validate(self, attrs):
+        title = attrs.get("title", getattr(self.instance, "title", ""))
+        department = attrs.get("department", getattr(self.instance, "department", None))
+        clash = CannedReply.objects.filter(title=title, department=department)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if title and clash.exists():
+            where = f"in {department}" if department else "for every department"
+            raise serializers.ValidationError(
+                {"title": f"There is already a canned reply '{title}' {where}."}
+            )
+        return super().validate(attrs)
 
 
 # --- Incidents and reports -----------------------------------------------------------------------

@@ -616,6 +616,7 @@ class PromiseReportView(ApiMixin, generics.GenericAPIView):
     filter_backends = ()
     pagination_class = None
     serializer_class = serializers.PromiseReportSerializer
+    csv_header = tuple(serializers.ReportRowSerializer().fields)
 
     @extend_schema(
         parameters=[serializers.ReportQuerySerializer],
