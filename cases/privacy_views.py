@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -157,11 +157,8 @@ def deletion_status(request: HttpRequest, code: str) -> HttpResponse:
 # --- API -------------------------------------------------------------------------------------------
 
 
-class JsonOnlyNegotiation(BaseContentNegotiation):
+class JsonOnlyNegotiation(DefaultContentNegotiation):
     """JSON, always: ``?format=`` chooses the export's format here, not a DRF renderer."""
-
-    def select_parser(self, request, parsers):
-        return parsers[0] if parsers else None
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type

@@ -155,3 +155,26 @@ def test_the_desk_page_offers_export_to_supervisors_and_erasure_to_admins(
     assert customer.erased_at is not None and customer.name == f"Erased customer #{customer.pk}"
     page = client.get(done["Location"])
     assert b"was erased on" in page.content and b"Erase personal data" not in page.content
+
+
+def test_the_desk_page_costs_the_same_queries_however_many_erasures_it_lists(
+    client, channel, department, admin_user, django_assert_num_queries
+):
+    customer = _customer_with(2, channel, department)
+    client.force_login(admin_user)
+    client.get(f"/privacy/customers/{customer.pk}/")  # session and user warmed
+    with django_assert_num_queries(8):
+        assert client.get(f"/privacy/customers/{customer.pk}/").status_code == 200
+    privacy.customer_erase(customer=customer, actor=admin_user)
+    with django_assert_num_queries(8):
+        page = client.get(f"/privacy/customers/{customer.pk}/")
+    assert b"Erasures" in page.content and b"confirmation" in page.content
+
+
+def test_the_api_reads_only_json_bodies(client, customer, channel, admin_user):
+    services.case_open(customer=customer, channel=channel)
+    client.force_login(admin_user)
+    response = client.post(f"/api/v1/customers/{customer.pk}/erase/", {"confirm": customer.pk})
+    assert response.status_code == 415
+    customer.refresh_from_db()
+    assert customer.erased_at is None
