@@ -58,6 +58,7 @@ from celery import shared_task
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import default_storage
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -514,7 +515,14 @@ def _erase_group(customer: Customer, files: list[str]) -> dict[str, int]:
     identities = list(Identity.objects.filter(customer_id__in=customer_ids))
     identity_ids = [i.pk for i in identities]
     identity_scrub = _Scrubber.for_tokens(_identity_tokens(group, identities), name)
-    case_ids = list(Case.objects.filter(customer_id__in=customer_ids).values_list("pk", flat=True))
+    # Locked like ingest locks a case it appends to: a message arriving meanwhile waits, then
+    # lands on an erased case (and, its identity gone, with a new customer).
+    case_ids = list(
+        Case.objects.select_for_update()
+        .filter(customer_id__in=customer_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     messages = Message.objects.filter(_group_messages_q(customer_ids, identity_ids))
     message_ids = list(messages.values_list("pk", flat=True))
     written = list(
@@ -668,7 +676,7 @@ def meta_app_secrets() -> list[str]:
     ).order_by("pk"):
         try:
             value = channel.secret("app_secret")
-        except Exception:  # noqa: BLE001 - a channel without a usable secret cannot verify anything
+        except ImproperlyConfigured:  # a channel without a usable secret cannot verify anything
             continue
         if value not in found:
             found.append(value)

@@ -8,10 +8,12 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import connection
 
 from cases import privacy, services
+from cases.errors import ServiceError
 from cases.models import Attachment, Case, CaseEvent, Message
 from connectors import inbox, webhooks_out
 from connectors.models import InboundEvent, WebhookDelivery
 from customers.models import Customer, CustomerMerge, ErasureRequest, Identity, IdentitySuggestion
+from tests import factories
 
 from .seed import DANA, OTHER, seed
 
@@ -231,3 +233,24 @@ def test_erasure_refuses_twice_a_merged_away_customer_and_non_admins(
         f"/api/v1/customers/{dana.pk}/erase/", {"confirm": dana.pk}, content_type="application/json"
     )
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_erased"
+
+
+def test_a_merge_chain_is_one_person_and_its_merges_cannot_be_undone_after(channel, admin_user):
+    first, second, last = (factories.CustomerFactory(name=f"Chain {n} {DANA.marker}") for n in range(3))
+    for customer in (first, second, last):
+        factories.IdentityFactory(
+            customer=customer, kind="email", platform_id=f"c{customer.pk}.{DANA.marker}@x.test"
+        )
+        services.case_open(customer=customer, channel=channel, subject=f"{DANA.marker} subject")
+    services.customer_merge(source=first, target=second, actor=admin_user)
+    services.customer_merge(source=second, target=last, actor=admin_user)
+
+    privacy.customer_erase(customer=last, actor=admin_user)
+
+    for customer in (first, second, last):
+        customer.refresh_from_db()
+        assert customer.erased_at is not None and customer.name == f"Erased customer #{customer.pk}"
+    assert not Identity.objects.exists() and not CustomerMerge.objects.exists()
+    assert set(Case.objects.values_list("subject", flat=True)) == {privacy.ERASED}
+    with pytest.raises(ServiceError):
+        services.customer_unmerge(source=second, actor=admin_user)
