@@ -832,7 +832,8 @@ def case_merge(*, source: Case, target: Case, actor, reason: str) -> Case:
     - every message (with its attachments) and every CaseEvent of ``source`` moves to
       ``target``, so the target's timeline and audit trail are the whole story; the
       source's followers and assignee follow the target, and its incidents list the target;
-    - the target takes the higher of the two priorities; a target waiting on the customer
+    - the target takes the higher of the two priorities (and the source's category if it has
+      none), each change with its own event; a target waiting on the customer
       opens when the source brings a customer message newer than the target's last reply;
       its response clock is recomputed from the merged timeline and its resolution clock
       is the earlier of the two (a merge never postpones a promise);
@@ -867,9 +868,10 @@ def case_merge(*, source: Case, target: Case, actor, reason: str) -> Case:
     if incidents:
         target.incidents.add(*incidents)
 
-    before = {"status": target.status, "priority": target.priority}
+    before = {"status": target.status, "priority": target.priority, "category": target.category}
     if Case.PRIORITY_RANK[source.priority] > Case.PRIORITY_RANK[target.priority]:
         target.priority = source.priority
+    target.category = target.category or source.category
     if target.status == Case.Status.WAITING_ON_CUSTOMER and source_brings_news:
         target.status = Case.Status.OPEN
         sla.on_status_change(target, previous=Case.Status.WAITING_ON_CUSTOMER, at=now)
@@ -892,7 +894,11 @@ def case_merge(*, source: Case, target: Case, actor, reason: str) -> Case:
         actor=actor,
         reason=f"{source.reference} merged into {target.reference}: {reason}",
     )
-    for name, kind in (("status", CaseEvent.Kind.STATUS), ("priority", CaseEvent.Kind.PRIORITY)):
+    for name, kind in (
+        ("status", CaseEvent.Kind.STATUS),
+        ("priority", CaseEvent.Kind.PRIORITY),
+        ("category", CaseEvent.Kind.CATEGORY),
+    ):
         if getattr(target, name) != before[name]:
             record_event(
                 case=target,

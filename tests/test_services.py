@@ -294,17 +294,21 @@ def test_case_merge_owes_the_answer_the_source_owed(two_cases, agent, channel, i
 def test_case_merge_takes_the_higher_priority_and_opens_a_waiting_target(two_cases, agent, channel, identity):
     first, second, early, start = two_cases
     services.case_set_priority(case=second, priority="urgent", actor=agent)
+    Case.objects.filter(pk=second.pk).update(category="major")
     services.case_set_status(case=first, status="waiting_on_customer", actor=agent)
     _customer_writes(second, channel, identity, "Any news?", at=timezone.now(), external_id="s3")
     second.refresh_from_db()
 
     target = services.case_merge(source=second, target=first, actor=agent, reason="Same outage")
 
-    assert target.priority == "urgent" and target.status == Case.Status.OPEN
-    changes = target.events.filter(kind__in=["status", "priority"], reason__startswith="Merged with")
+    assert target.priority == "urgent" and target.status == Case.Status.OPEN and target.category == "major"
+    changes = target.events.filter(
+        kind__in=["status", "priority", "category"], reason__startswith="Merged with"
+    )
     assert {(e.kind, str(e.after)) for e in changes} == {
         ("status", "{'status': 'open'}"),
         ("priority", "{'priority': 'urgent'}"),
+        ("category", "{'category': 'major'}"),
     }
     assert target.next_response_due_at is not None
 
