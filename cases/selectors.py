@@ -308,14 +308,14 @@ def case_page(*, user, reference: str, others: int = OTHER_CASES_LIMIT) -> CaseP
     after) and the same customer's cases the viewer may see, the case first; each read is
     an index read (the reference's unique index, the customer's cases), OR-ed together.
     """
-    customer = Case.objects.filter(reference=reference).values("customer_id")[:1]
+    customer = Subquery(Case.objects.filter(reference=reference).order_by().values("customer_id")[:1])
+    # Visibility as a semi-join on the customer's few cases: no DISTINCT over the joined rows, and
+    # the OR stays two index reads (reference, customer) instead of a scan.
+    visible = Case.objects.filter(permissions.visible_cases_q(user), customer_id=customer).values("pk")
     rows = list(
-        Case.objects.filter(
-            Q(reference=reference) | (Q(customer_id=Subquery(customer)) & permissions.visible_cases_q(user))
-        )
+        Case.objects.filter(Q(reference=reference) | (Q(customer_id=customer) & Q(pk__in=visible)))
         .select_related("customer", "department", "assignee", "last_channel", "origin_channel")
         .annotate(is_page_case=DbCase(When(reference=reference, then=Value(1)), default=Value(0)))
-        .distinct()  # visibility through followers is a join
         .order_by("-is_page_case", "-created_at", "-id")[: others + 1]
     )
     if not rows or rows[0].reference != reference or not permissions.can_view_case(user, rows[0]):
@@ -915,49 +915,64 @@ class BoardRow:
     oldest_waiting: datetime | None = None
 
 
-def board_department_rows(*, departments: list[Department]) -> list[BoardRow]:
-    """Per department: open cases, at risk, breached, unassigned, and the longest-waiting customer.
+BoardStats = dict[tuple[int, int | None], dict]
 
-    One aggregate over the departments' open cases, an index-only read of ``case_board_idx``.
+
+def board_stats(*, departments: list[Department]) -> BoardStats:
+    """The departments' open work per (department, assignee): open, at risk, breached,
+    unassigned, longest wait.
+
+    One aggregate over the departments' open cases, an index-only read of
+    ``case_board_idx`` (department, assignee lead it); the department rows and the agent
+    rows are both sums of these groups, so the board reads its cases once.
     """
     ids = [department.pk for department in departments]
-    stats = {
-        row["department_id"]: row
+    return {
+        (row["department_id"], row["assignee_id"]): row
         for row in Case.objects.filter(department_id__in=ids, status__in=WORK_STATUSES)
         .order_by()
-        .values("department_id")
+        .values("department_id", "assignee_id")
         .annotate(**_board_counts())
     }
-    rows = []
-    for department in departments:
-        found = stats.get(department.pk, {})
-        rows.append(
-            BoardRow(
-                key=department.pk,
-                label=department.name,
-                **{
-                    name: found.get(name) or (None if name == "oldest_waiting" else 0)
-                    for name in _board_counts()
-                },
-            )
+
+
+def _board_figures(groups) -> dict:
+    """The sum of some :func:`board_stats` groups (the earliest wait of them)."""
+    figures = {"open": 0, "at_risk": 0, "breached": 0, "unassigned": 0, "oldest_waiting": None}
+    for group in groups:
+        for name in ("open", "at_risk", "breached", "unassigned"):
+            figures[name] += group[name]
+        waiting = group["oldest_waiting"]
+        if waiting is not None and (figures["oldest_waiting"] is None or waiting < figures["oldest_waiting"]):
+            figures["oldest_waiting"] = waiting
+    return figures
+
+
+def board_department_rows(
+    *, departments: list[Department], stats: BoardStats | None = None
+) -> list[BoardRow]:
+    """Per department: open cases, at risk, breached, unassigned, and the longest-waiting customer
+    (from ``stats``, :func:`board_stats` of the same departments, when the caller has it)."""
+    if stats is None:
+        stats = board_stats(departments=departments)
+    return [
+        BoardRow(
+            key=department.pk,
+            label=department.name,
+            **_board_figures(
+                row for (department_id, _), row in stats.items() if department_id == department.pk
+            ),
         )
-    return rows
+        for department in departments
+    ]
 
 
-def board_agent_rows(*, departments: list[Department]) -> list[BoardRow]:
-    """Per member of the departments: their open cases there, at risk, breached, longest wait."""
+def board_agent_rows(*, departments: list[Department], stats: BoardStats | None = None) -> list[BoardRow]:
+    """Per member of the departments: their open cases there, at risk, breached, longest wait
+    (from ``stats`` as :func:`board_department_rows`)."""
+    if stats is None:
+        stats = board_stats(departments=departments)
     ids = [department.pk for department in departments]
-    counts = _board_counts()
-    counts.pop("unassigned")
-    stats = {
-        row["assignee_id"]: row
-        for row in Case.objects.filter(
-            department_id__in=ids, status__in=WORK_STATUSES, assignee__isnull=False
-        )
-        .order_by()
-        .values("assignee_id")
-        .annotate(**counts)
-    }
     people: dict[int, BoardRow] = {}
     names = {department.pk: department.name for department in departments}
     for membership in (
@@ -969,12 +984,15 @@ def board_agent_rows(*, departments: list[Department]) -> list[BoardRow]:
         row = people.get(user.pk)
         role = " (supervisor)" if membership.role == Membership.Role.SUPERVISOR else ""
         if row is None:
-            found = stats.get(user.pk, {})
+            figures = _board_figures(
+                group for (_, assignee_id), group in stats.items() if assignee_id == user.pk
+            )
+            figures["unassigned"] = 0
             people[user.pk] = BoardRow(
                 key=user.pk,
                 label=user.get_full_name() or user.email or user.get_username(),
                 detail=names[membership.department_id] + role,
-                **{name: found.get(name) or (None if name == "oldest_waiting" else 0) for name in counts},
+                **figures,
             )
         else:
             row.detail += f" · {names[membership.department_id]}{role}"

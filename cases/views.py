@@ -501,7 +501,8 @@ def _board_departments_or_403(request: HttpRequest) -> list:
 def board(request: HttpRequest) -> HttpResponse:
     departments = _board_departments_or_403(request)
     seq = selectors.live_seq()
-    agents = selectors.board_agent_rows(departments=departments)
+    stats = selectors.board_stats(departments=departments)
+    agents = selectors.board_agent_rows(departments=departments, stats=stats)
     form = forms.BoardFilterForm(request.GET, departments=departments, agents=agents)
     form.is_valid()
     data = form.cleaned_data
@@ -518,7 +519,7 @@ def board(request: HttpRequest) -> HttpResponse:
         "cases/board.html",
         {
             "nav": "board",
-            "department_rows": selectors.board_department_rows(departments=departments),
+            "department_rows": selectors.board_department_rows(departments=departments, stats=stats),
             "agent_rows": agents,
             "filter_form": form,
             "filter_errors": forms.error_messages(form),

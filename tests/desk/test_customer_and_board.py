@@ -13,14 +13,14 @@ from django.urls import reverse
 from cases import services, sla
 from cases.models import Case, CaseEvent, Membership
 from tests import factories
-from tests.desk.conftest import crossed_case, open_case
+from tests.desk.conftest import crossed_case, minutes_ago, open_case
 
 # session, user, customer, memberships, "may see one of their cases?", identities, cases,
 # departments (the top bar)
 CUSTOMER_QUERIES = 8
-# session, user, memberships, departments, newest event, agent figures, members, department
-# figures, the picked cases (page ids + rows), reassignment targets (members)
-BOARD_QUERIES = 10
+# session, user, memberships, departments, newest event, the open work per department and agent
+# (one aggregate), members, the picked cases (page ids + rows), reassignment targets (members)
+BOARD_QUERIES = 9
 
 
 def text_of(response) -> str:
@@ -207,3 +207,24 @@ def test_board_query_count_does_not_grow(
 
     assert len(response.context["picked"]) == count
     assert len(response.context["agent_rows"]) == count + 1
+
+
+def test_board_sums_an_agents_work_across_departments(client, agent, board_world):
+    # given: one of the agent's cases is in Billing, and an admin's board covers every department
+    billing = board_world["billing"]
+    Case.objects.filter(pk=billing.pk).update(assignee=agent, first_inbound_at=minutes_ago(300))
+    admin = factories.UserFactory(username="boss", is_staff=True)
+    client.force_login(admin)
+
+    response = client.get(reverse("desk:board"))
+
+    departments = {row.label: row for row in response.context["department_rows"]}
+    assert [(row.open, row.unassigned) for row in departments.values()] == [(1, 0), (5, 2)]  # by name
+    assert departments["Billing"].oldest_waiting == Case.objects.get(pk=billing.pk).first_inbound_at
+    mine = next(row for row in response.context["agent_rows"] if row.key == agent.pk)
+    assert (mine.open, mine.unassigned) == (3, 0)
+    assert mine.oldest_waiting == departments["Billing"].oldest_waiting  # the earlier of the two
+    assert (
+        sum(row.open for row in departments.values())
+        == Case.objects.filter(status__in=["new", "open"]).count()
+    )
