@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from customers.models import Customer, ErasureRequest
 
-from . import privacy
+from . import privacy, selectors
 from .api.permissions import IsMember
 from .api.selectors import visible_customers
 from .api.views import ApiMixin
@@ -72,7 +72,7 @@ class EraseForm(forms.Form):
 
 def _customer_or_404(request: HttpRequest, pk: int) -> Customer:
     """The customer, if the user may export or erase it; 404 when they may not even see it."""
-    customer = visible_customers(user=request.user).filter(pk=pk).first()
+    customer = selectors.customer_for_page(user=request.user, customer_id=pk)
     if customer is None:
         raise Http404("No such customer.")
     if not (privacy.can_export_customer(request.user, customer) or privacy.can_erase_customer(request.user)):
