@@ -444,12 +444,29 @@ def pseudonym(customer: Customer) -> str:
     return f"Erased customer #{customer.pk}"
 
 
-def _identity_tokens(group: list[Customer], identities: list[Identity]) -> set[str]:
-    tokens = {c.name for c in group}
+def _identity_tokens(identities: list[Identity]) -> set[str]:
+    """What ingest's notes name an identity by (``_label``): ``@handle``, else its platform id."""
+    tokens = set()
     for i in identities:
-        tokens |= {i.platform_id, i.platform_id.lstrip("+"), i.handle, i.handle.lstrip("@"), i.display_name}
-        tokens |= {str(v) for v in (i.profile or {}).values() if isinstance(v, str)}
-    return {t.strip() for t in tokens if t and t.strip()}
+        handle = i.handle.strip().lstrip("@")
+        if handle:
+            tokens.add(f"@{handle}")
+        if len(i.platform_id.lstrip("+")) >= MIN_RAW_TOKEN:
+            tokens |= {i.platform_id, i.platform_id.lstrip("+")}
+    return tokens
+
+
+def _personal_tokens(group: list[Customer], identities: list[Identity]) -> set[str]:
+    """Everything that names the person: ids, handles, names, and long profile values (links)."""
+    tokens = _identity_tokens(identities) | {c.name.strip() for c in group if c.name.strip()}
+    for i in identities:
+        tokens |= {i.platform_id, i.handle.strip().lstrip("@")}
+        if i.display_name.strip():
+            tokens.add(i.display_name.strip())
+        tokens |= {
+            v.strip() for v in (i.profile or {}).values() if isinstance(v, str) and len(v.strip()) >= 12
+        }
+    return tokens
 
 
 def customer_erase(
@@ -514,7 +531,10 @@ def _erase_group(customer: Customer, files: list[str]) -> dict[str, int]:
     name = pseudonym(customer)
     identities = list(Identity.objects.filter(customer_id__in=customer_ids))
     identity_ids = [i.pk for i in identities]
-    identity_scrub = _Scrubber.for_tokens(_identity_tokens(group, identities), name)
+    # On their own cases and webhooks every name goes; elsewhere only what identifies them
+    # (another customer's audit trail may name someone else who shares a first name).
+    identity_scrub = _Scrubber.for_tokens(_personal_tokens(group, identities), name)
+    elsewhere_scrub = _Scrubber.for_tokens(_identity_tokens(identities), name)
     # Locked like ingest locks a case it appends to: a message arriving meanwhile waits, then
     # lands on an erased case (and, its identity gone, with a new customer).
     case_ids = list(
@@ -576,12 +596,12 @@ def _erase_group(customer: Customer, files: list[str]) -> dict[str, int]:
         event.after = identity_scrub.json(_erase_free_text(event.after))
     CaseEvent.objects.bulk_update(own, ["reason", "before", "after"], batch_size=500)
     elsewhere = _mentioning(
-        CaseEvent.objects.exclude(case_id__in=case_ids), identity_scrub, ["reason"], ["before", "after"]
+        CaseEvent.objects.exclude(case_id__in=case_ids), elsewhere_scrub, ["reason"], ["before", "after"]
     )
     for event in elsewhere:
-        event.reason = identity_scrub.text(event.reason)
-        event.before = identity_scrub.json(event.before)
-        event.after = identity_scrub.json(event.after)
+        event.reason = elsewhere_scrub.text(event.reason)
+        event.before = elsewhere_scrub.json(event.before)
+        event.after = elsewhere_scrub.json(event.after)
     CaseEvent.objects.bulk_update(elsewhere, ["reason", "before", "after"], batch_size=500)
     counts["case_events"] = len(own) + len(elsewhere)
 
