@@ -169,7 +169,7 @@ def test_erasure_leaves_nothing_of_theirs_and_everything_of_others(
     elsewhere = CaseEvent.objects.filter(case__customer=other, reason__contains="Written by").get()
     assert (
         elsewhere.reason
-        == f"Written by X identity @{dana.name} of customer #{dana.pk}, not the case's customer."
+        == f"Written by X identity {dana.name} of customer #{dana.pk}, not the case's customer."
     )
     assert elsewhere.after == {"phone": dana.name}
     assert (
