@@ -29,7 +29,7 @@ from cases.models import (
     Message,
     ServicePromise,
 )
-from connectors.models import Channel, WebhookDelivery, WebhookEvent
+from connectors.models import ApiToken, Channel, WebhookDelivery, WebhookEvent, WebhookSubscription
 from customers.identifiers import normalize_platform_id
 from customers.models import Customer, Identity
 
@@ -373,4 +373,29 @@ class IncidentFilterSet(filters.FilterSet):
 
     class Meta:
         model = Incident
+        fields: list[str] = []
+
+
+class WebhookSubscriptionFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    is_active = filters.BooleanFilter()
+    disabled = filters.BooleanFilter(
+        field_name="disabled_at",
+        lookup_expr="isnull",
+        exclude=True,
+        label="Switched off after repeated failures",
+    )
+    q = SearchFilter(help_text="Name or URL", lookups=("name__icontains", "url__icontains"))
+
+    class Meta:
+        model = WebhookSubscription
+        fields: list[str] = []
+
+
+class ApiTokenFilterSet(filters.FilterSet):
+    scope = ChoicesFilter(choices=ApiToken.Scope.choices)
+    revoked = filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = ApiToken
         fields: list[str] = []

@@ -677,7 +677,7 @@ class ApiTokenViewSet(
     permission_classes = (IsAuthenticated, SessionOnly)
     throttle_classes = (*ApiMixin.throttle_classes, TokenCreateRateThrottle)
     serializer_class = serializers.ApiTokenSerializer
-    filter_backends = ()
+    filterset_class = filters.ApiTokenFilterSet
 
     def get_queryset(self):
         if self.fake:
@@ -710,7 +710,7 @@ class WebhookSubscriptionViewSet(ApiMixin, viewsets.ModelViewSet):
     permission_classes = (IsAuthenticated, IsAdmin)
     serializer_class = serializers.WebhookSubscriptionSerializer
     http_method_names = WRITE_METHODS
-    filter_backends = ()
+    filterset_class = filters.WebhookSubscriptionFilterSet
 
     def get_queryset(self):
         return selectors.webhook_subscription_list()

@@ -266,3 +266,30 @@ def test_identity_lookup_by_platform_id_in_any_spelling(world):
     assert [row["id"] for row in rows["results"]] == [identity.pk]
     customers = client.get("/api/v1/customers/", {"q": "dana@example.test"}).json()["results"]
     assert identity.customer_id in {row["id"] for row in customers}
+
+
+def test_webhook_and_token_filters(world):
+    from connectors import api_tokens
+    from connectors.models import ApiToken, WebhookSubscription
+
+    admin = session_client(world.admin)
+    on = WebhookSubscription.objects.create(
+        name="BI", url="https://bi.example.test/hook", event_types=["case.created"], signing_salt="s"
+    )
+    off = WebhookSubscription.objects.create(
+        name="Ops", url="https://ops.example.test/", event_types=["sla.breached"], signing_salt="t",
+        is_active=False, disabled_at=timezone.now(),
+    )  # fmt: skip
+
+    def webhooks(**params):
+        return [row["id"] for row in admin.get("/api/v1/webhooks/", params).json()["results"]]
+
+    assert webhooks(is_active="true") == [on.pk]
+    assert webhooks(disabled="true") == [off.pk]
+    assert webhooks(q="ops.example") == [off.pk]
+    token, _ = api_tokens.api_token_create(user=world.admin, name="Old", scope="read")
+    api_tokens.api_token_revoke(token=token, actor=world.admin)
+    api_tokens.api_token_create(user=world.admin, name="New", scope="write")
+    rows = admin.get("/api/v1/tokens/", {"revoked": "false", "scope": "write"}).json()["results"]
+    assert [row["name"] for row in rows] == ["New"]
+    assert ApiToken.objects.filter(user=world.admin).count() == 2
