@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import multiprocessing
 import os
@@ -406,6 +407,171 @@ def acknowledge(requests: list[dict], workers: int) -> dict:
     }
 
 
+# --- acknowledgement through daphne ----------------------------------------------------------
+
+
+def _raw_request(request: dict) -> bytes:
+    """The HTTP/1.1 bytes of one stream request (its WSGI-style ``HTTP_*`` headers spelt out)."""
+    lines = [
+        f"POST {request['path']} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Content-Type: {request['content_type']}",
+        f"Content-Length: {len(request['body'])}",
+    ]
+    for key, value in request["headers"].items():
+        name = "-".join(part.capitalize() for part in key.removeprefix("HTTP_").split("_"))
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request["body"]
+
+
+async def _http_connection(port: int, raw: list[bytes], latencies: list[float], statuses: dict) -> None:
+    """Send ``raw`` requests one after the other on one keep-alive connection."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for data in raw:
+            began = time.perf_counter()
+            writer.write(data)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length, chunked = 0, False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            if chunked:
+                while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+                    await reader.readexactly(size + 2)
+                await reader.readuntil(b"\r\n")
+            elif length:
+                await reader.readexactly(length)
+            latencies.append(time.perf_counter() - began)
+            code = int(head.split(b" ", 2)[1])
+            statuses[code] = statuses.get(code, 0) + 1
+            if head.lower().find(b"connection: close") >= 0:
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    finally:
+        writer.close()
+
+
+def _http_loader(port: int, raw: list[bytes], concurrency: int, out) -> None:
+    import asyncio
+
+    latencies: list[float] = []
+    statuses: dict = {}
+
+    async def run() -> None:
+        await asyncio.gather(
+            *(_http_connection(port, raw[i::concurrency], latencies, statuses) for i in range(concurrency))
+        )
+
+    cpu = time.process_time()
+    asyncio.run(run())
+    out.send({"latencies": latencies, "statuses": statuses, "cpu": time.process_time() - cpu})
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its reaped children (daphne's workers are threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL backend connected to the bench database but this one."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [row[0] for row in cursor.fetchall()]
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += _cpu_seconds(pid)
+    return total
+
+
+def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int) -> dict:
+    """POST the stream to daphne (``config.asgi:application``, as in production) on 127.0.0.1:
+    ``servers`` processes on one socket, ``concurrency`` keep-alive connections from one
+    asyncio client process."""
+    from django.db import connections
+
+    from tests.faults import servers as fault_servers
+
+    env = {k: v for k, v in os.environ.items()}
+    env.update({"FAULTS_ASGI": "config.asgi:application", "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
+    daphnes, port = fault_servers.start_daphne(env, processes=servers, access_log=False)
+    try:
+        raw = [_raw_request(r) for r in requests]
+        # Warm each process up (imports, connections), outside the measurement.
+        warm: dict = {}
+        import asyncio
+
+        asyncio.run(
+            _http_connection(
+                port,
+                [b"GET /webhooks/bench-x/?crc_token=warm HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"] * 20,
+                [],
+                warm,
+            )
+        )
+        connections.close_all()
+        server_cpu = sum(_tree_cpu_seconds(p.process.pid) for p in daphnes)
+        db_cpu = _backend_cpu_seconds()
+        connections.close_all()
+        ctx = multiprocessing.get_context("fork")
+        parent, child = ctx.Pipe(duplex=False)
+        began = time.perf_counter()
+        proc = ctx.Process(target=_http_loader, args=(port, raw, concurrency, child))
+        proc.start()
+        result = parent.recv()
+        proc.join()
+        elapsed = time.perf_counter() - began
+        server_cpu = sum(_tree_cpu_seconds(p.process.pid) for p in daphnes) - server_cpu
+        db_cpu = _backend_cpu_seconds() - db_cpu
+        connections.close_all()
+    finally:
+        for process in daphnes:
+            process.stop()
+    latencies = sorted(result["latencies"])
+    n = len(requests)
+    return {
+        "webhooks": n,
+        "servers": servers,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 2),
+        "per_second": round(n / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+        "statuses": {str(k): v for k, v in sorted(result["statuses"].items())},
+        # CPU per acknowledged webhook: daphne processes, their PostgreSQL backends, and the
+        # load generator (which shares the machine). cores * 1000 / server+db is what two
+        # idle cores would reach without the client.
+        "cpu_ms_per_webhook": {
+            "daphne": round(server_cpu * 1000 / n, 3),
+            "postgres": round(db_cpu * 1000 / n, 3),
+            "client": round(result["cpu"] * 1000 / n, 3),
+        },
+        "idle_machine_estimate_per_second": round(
+            (os.cpu_count() or 1) * n / max(server_cpu + db_cpu, 1e-9), 1
+        ),
+        "broker_messages": _queue_length(),
+    }
+
+
+def _queue_length() -> int:
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        return conn.default_channel.queue_declare(QUEUE, passive=True).message_count
+
+
 def _process_worker(processor: str, batch: int, out) -> None:
     from django.db import connection, connections
 
@@ -533,7 +699,10 @@ def run_round(label: str, args, *, seed: int) -> dict:
         f"[{label}] built {len(requests)} signed webhooks in {time.perf_counter() - started:.1f}s", flush=True
     )
     load_before = os.getloadavg()[0]
-    ack = acknowledge(requests, args.ack_workers)
+    if args.ack_via == "daphne":
+        ack = acknowledge_daphne(requests, args.ack_servers, args.ack_concurrency)
+    else:
+        ack = acknowledge(requests, args.ack_workers)
     ack["load_average_1m_before"] = round(load_before, 2)
     print(f"[{label}] acknowledged: {json.dumps(ack)}", flush=True)
     _purge_queue()
@@ -556,7 +725,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=20_000, help="Webhooks per round.")
     parser.add_argument("--server-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_SERVER))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
-    parser.add_argument("--ack-workers", type=int, default=2)
+    parser.add_argument(
+        "--ack-via",
+        choices=["daphne", "client"],
+        default="daphne",
+        help="daphne: HTTP to daphne serving config.asgi (production); client: Django's test Client in-process.",
+    )
+    parser.add_argument("--ack-servers", type=int, default=2, help="daphne processes (--ack-via daphne).")
+    parser.add_argument(
+        "--ack-concurrency", type=int, default=32, help="Open connections (--ack-via daphne)."
+    )
+    parser.add_argument("--ack-workers", type=int, default=2, help="Client processes (--ack-via client).")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--processor", choices=["batch", "event"], default="batch")
@@ -609,7 +788,11 @@ def main(argv: list[str] | None = None) -> int:
         "n": args.n,
         "mix": MIX,
         "reply_share": 0.3,
-        "ack_method": "django.test.Client in-process (full middleware, URL routing, view)",
+        "ack_method": (
+            f"HTTP/1.1 keep-alive to {args.ack_servers} daphne processes serving config.asgi:application"
+            if args.ack_via == "daphne"
+            else "django.test.Client in-process (full middleware, URL routing, view)"
+        ),
     }
     try:
         call_command("migrate", verbosity=0)

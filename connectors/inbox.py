@@ -92,16 +92,18 @@ def inbound_event_store(
         "content_type": (content_type or "")[:255],
     }
     delivery_id = delivery_id[:255]
-    with transaction.atomic(savepoint=False):
-        if connection.vendor == "postgresql":
-            event, created = _insert_new(channel, delivery_id, values)
-        else:
+    if connection.vendor == "postgresql":
+        # One statement is its own transaction: outside an atomic block no BEGIN/COMMIT
+        # round trips are added around it.
+        event, created = _insert_new(channel, delivery_id, values)
+    else:
+        with transaction.atomic(savepoint=False):
             event, created = InboundEvent.objects.get_or_create(
                 channel=channel, delivery_id=delivery_id, defaults=values
             )
-        if created and enqueue:
-            event_id = event.pk
-            transaction.on_commit(lambda: _enqueue(event_id))
+    if created and enqueue:
+        event_id = event.pk
+        transaction.on_commit(lambda: _enqueue(event_id))
     return event, created
 
 

@@ -7,6 +7,10 @@ import dataclasses
 from celery import shared_task
 
 from . import imap, inbox, webhooks_out
+from .models import InboundEvent
+
+# When a batch left events pending (their case was locked elsewhere), the next try comes this much later.
+DEFERRED_RETRY_SECONDS = 1.0
 
 
 @shared_task(
@@ -49,11 +53,15 @@ def redeliver_webhooks() -> int:
 )
 def process_inbound_batch(limit: int = inbox.BATCH_SIZE) -> dict:
     """Process up to ``limit`` pending inbound events in one transaction; queue the next batch
-    while more wait. Beat runs it every few seconds, so events whose own task was lost (a broker
-    outage, a worker killed) are processed too."""
+    while more wait, and one a second later when events were deferred (a case another
+    transaction held). Webhooks queue it (at most once a second per web process) and Beat
+    runs it every few seconds, so events whose task was lost (a broker outage, a worker
+    killed) are processed too."""
     result = inbox.inbound_events_process_batch(limit=limit)
     if result.more:
         process_inbound_batch.delay(limit)
+    elif result.statuses.get(InboundEvent.Status.PENDING):
+        process_inbound_batch.apply_async((limit,), countdown=DEFERRED_RETRY_SECONDS)
     return result.as_dict()
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import DisallowedHost, ImproperlyConfigured, RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models.signals import post_delete, post_save
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -49,11 +51,38 @@ logger = logging.getLogger(__name__)
 _broker_down_until = 0.0
 
 
+# Active channels by slug, looked up once per CHANNEL_CACHE_SECONDS per process instead of
+# once per webhook. A change saved in this process drops the cache at once (signals below);
+# other processes see it within the TTL (a deactivated channel answers 404 that much later).
+CHANNEL_CACHE_SECONDS = 5.0
+_channels: dict[str, tuple[float, Channel | None]] = {}
+
+
+def _active_channel(slug: str) -> Channel | None:
+    now = time.monotonic()
+    cached = _channels.get(slug)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    channel = Channel.objects.filter(slug=slug, is_active=True).first()
+    if len(_channels) > 1000:  # slugs are the caller's to choose: keep the cache bounded
+        _channels.clear()
+    _channels[slug] = (now + CHANNEL_CACHE_SECONDS, channel)
+    return channel
+
+
+def _forget_channels(**kwargs) -> None:
+    _channels.clear()
+
+
+post_save.connect(_forget_channels, sender=Channel, dispatch_uid="webhook-channel-cache-save")
+post_delete.connect(_forget_channels, sender=Channel, dispatch_uid="webhook-channel-cache-delete")
+
+
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def webhook(request: HttpRequest, slug: str) -> HttpResponse:
     try:
-        channel = Channel.objects.filter(slug=slug, is_active=True).first()
+        channel = _active_channel(slug)
     except DatabaseError:
         logger.exception("webhook %s: database unavailable", slug)
         return HttpResponse("Try again later.", status=503, content_type="text/plain")
@@ -135,20 +164,30 @@ def _refuse_replay(connector, body: bytes) -> None:
 
 
 def _queue_or_process(event_id: int) -> None:
-    """Queue the event's processing; when the broker cannot take it, process it here.
+    """See that the stored event gets processed; when the broker cannot take it, process it here.
 
     Runs after the event's row is committed, so whatever happens the event is stored
-    and the webhook is acknowledged. Processing twice is harmless: the task takes the
-    row lock and skips an event already processed.
+    and the webhook is acknowledged. With a broker, webhooks do not each send a task:
+    a batch task (``process_inbound_batch``, which takes every pending event) is queued
+    at most once per ``WEBHOOK_BATCH_SECONDS`` per process (``_batch_scheduled``), and
+    Beat's batch sweeps whatever a lost task left. Without a broker (tasks run eagerly)
+    the event is processed here, alone. Processing twice is harmless: both paths take
+    the row lock and skip an event already processed.
     """
     global _broker_down_until
     from config.celery import app
 
     from .tasks import process_inbound_event
 
-    if app.conf.task_always_eager or time.monotonic() >= _broker_down_until:
+    if app.conf.task_always_eager:
         try:
             process_inbound_event.delay(event_id)
+        except Exception:
+            logger.exception("inbound event %s stored but not processed; it stays pending", event_id)
+        return
+    if time.monotonic() >= _broker_down_until:
+        try:
+            _batch_scheduled()
             return
         except Exception as exc:  # kombu's OperationalError and anything a broker raises
             _broker_down_until = time.monotonic() + settings.WEBHOOK_BROKER_RETRY_SECONDS
@@ -157,6 +196,39 @@ def _queue_or_process(event_id: int) -> None:
         inbox.inbound_event_process(event_id=event_id)
     except Exception:
         logger.exception("inbound event %s stored but not processed; it stays pending", event_id)
+
+
+# Default of ``settings.WEBHOOK_BATCH_SECONDS``: how often a process may queue the batch task.
+BATCH_SECONDS = 1.0
+# Monotonic time at which the batch task this process last queued runs (0: none yet).
+_batch_due_at = 0.0
+_batch_lock = threading.Lock()
+
+
+def _batch_scheduled() -> None:
+    """Make sure a batch task runs after this moment: at most one queued per interval.
+
+    If the batch this process queued last has not run yet (it is due later), it will
+    take the event just committed: nothing is sent. Otherwise a batch is queued to run
+    at once when the previous one was queued more than an interval ago (a quiet
+    channel waits for nothing), else when the interval since it ends (under load,
+    one broker message per interval and each event waits at most about that long).
+    Raises what the broker raises; the schedule is then left as it was.
+    """
+    global _batch_due_at
+    from .tasks import process_inbound_batch
+
+    interval = getattr(settings, "WEBHOOK_BATCH_SECONDS", BATCH_SECONDS)
+    with _batch_lock:
+        now = time.monotonic()
+        if now < _batch_due_at:
+            return
+        countdown = max(0.0, _batch_due_at + interval - now)
+        if countdown:
+            process_inbound_batch.apply_async(countdown=round(countdown, 3))
+        else:
+            process_inbound_batch.delay()
+        _batch_due_at = now + countdown
 
 
 # --- ASGI fast path --------------------------------------------------------------------------
@@ -186,6 +258,7 @@ def webhook_fast_path(app):
         else:
             request = ASGIRequest(scope, io.BytesIO(body))
             response = await sync_to_async(_serve, thread_sensitive=False)(request, match["slug"])
+        response.headers["Content-Length"] = str(len(response.content))
         await send(
             {
                 "type": "http.response.start",
@@ -225,7 +298,14 @@ async def _read_body(scope, receive) -> bytes | None | bool:
 
 
 def _serve(request: HttpRequest, slug: str) -> HttpResponse:
-    close_old_connections()
+    """Answer one webhook POST on this thread's database connection.
+
+    Unlike a page request, the connection is not health-checked (a ``SELECT 1``) before
+    use: a connection that died while idle (PostgreSQL restarted) fails the request's
+    first statement, and then, only then, it is replaced and the request run once more
+    (storing is idempotent). After the request a connection that saw an error or is past
+    ``CONN_MAX_AGE`` is closed, as Django does after a request.
+    """
     try:
         try:
             request.get_host()
@@ -233,11 +313,35 @@ def _serve(request: HttpRequest, slug: str) -> HttpResponse:
             return HttpResponse("Bad host.", status=400, content_type="text/plain")
         if settings.SECURE_SSL_REDIRECT and not request.is_secure():
             return HttpResponsePermanentRedirect(f"https://{request.get_host()}{request.get_full_path()}")
-        try:
-            response = webhook(request, slug)
-        except Http404:
-            response = HttpResponse("No such channel.", status=404, content_type="text/plain")
+        response = _webhook_or_404(request, slug)
+        if response.status_code == 503 and connection.errors_occurred and not connection.is_usable():
+            connection.close()
+            response = _webhook_or_404(request, slug)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
     finally:
-        close_old_connections()
+        _release_connection()
+
+
+def _webhook_or_404(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        return webhook(request, slug)
+    except Http404:
+        return HttpResponse("No such channel.", status=404, content_type="text/plain")
+
+
+def _release_connection() -> None:
+    """What ``close_old_connections`` does at the end of a request, without arming a health
+    check for the next one: close a connection left in a transaction, one that saw an error
+    and is no longer usable, or one past its maximum age."""
+    if connection.connection is None:
+        return
+    if connection.in_atomic_block or not connection.get_autocommit():
+        connection.close()
+    elif connection.errors_occurred:
+        if connection.is_usable():
+            connection.errors_occurred = False
+        else:
+            connection.close()
+    elif connection.close_at is not None and time.monotonic() >= connection.close_at:
+        connection.close()

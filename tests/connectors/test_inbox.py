@@ -745,3 +745,184 @@ def test_admin_sets_and_clears_a_channel_s_reopen_window(admin_client, x_channel
     assert admin_client.post(url, form | {"reopen_window_days": ""}).status_code == 302
     x_channel.refresh_from_db()
     assert x_channel.reopen_window_days is None
+
+
+# --- the ASGI fast path (config.asgi) and how processing is queued --------------------------
+
+
+async def asgi_post(path: str, body: bytes, headers: dict[str, str] | None = None):
+    import httpx
+
+    from config.asgi import application
+
+    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        return await http.post(
+            path, content=body, headers={"content-type": "application/json", **(headers or {})}
+        )
+
+
+def x_signed(body: bytes, secret: str = X_CONSUMER_SECRET) -> dict[str, str]:
+    from connectors import x
+
+    return {"x-twitter-webhooks-signature": x.signature(secret, body)}
+
+
+def test_the_site_serves_webhooks_through_the_fast_path():
+    from config.asgi import application
+
+    assert getattr(application, "webhook_fast_path", False) is True
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_fast_path_stores_answers_and_processes_inline_without_a_broker(x_channel, monkeypatch):
+    from connectors import views
+
+    served = []
+    serve = views._serve
+    monkeypatch.setattr(views, "_serve", lambda request, slug: served.append(slug) or serve(request, slug))
+    body = fixture_bytes("x", "mention.json")
+
+    response = await asgi_post(f"/webhooks/{x_channel.slug}/", body, x_signed(body))
+    again = await asgi_post(f"/webhooks/{x_channel.slug}/", body, x_signed(body))
+
+    assert response.status_code == again.status_code == 200
+    assert served == [x_channel.slug, x_channel.slug]  # not through the page middleware
+    assert response.headers["content-length"] == str(len(response.content))
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "set-cookie" not in response.headers  # no session middleware ran
+    event = await InboundEvent.objects.aget()
+    assert event.status == InboundEvent.Status.PROCESSED and bytes(event.body) == body
+    assert await Message.objects.acount() == 1 and await Case.objects.acount() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("signature", ["forged", "missing", "other-secret"])
+async def test_fast_path_refuses_a_forged_webhook_and_stores_nothing(x_channel, signature):
+    body = fixture_bytes("x", "mention.json")
+    headers = {
+        "forged": {"x-twitter-webhooks-signature": "sha256=" + base64.b64encode(b"0" * 32).decode()},
+        "missing": {},
+        "other-secret": x_signed(body, secret="not-the-consumer-secret"),
+    }[signature]
+
+    response = await asgi_post(f"/webhooks/{x_channel.slug}/", body, headers)
+
+    assert response.status_code == 403
+    assert await InboundEvent.objects.acount() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_fast_path_answers_413_404_and_503_and_stores_nothing(x_channel, settings, monkeypatch):
+    body = fixture_bytes("x", "mention.json")
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 200
+    assert (await asgi_post(f"/webhooks/{x_channel.slug}/", body, x_signed(body))).status_code == 413
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+    assert (await asgi_post("/webhooks/nobody/", body, x_signed(body))).status_code == 404
+
+    monkeypatch.delenv("CASELINE_TEST_X_CONSUMER_SECRET")
+    misconfigured = await asgi_post(f"/webhooks/{x_channel.slug}/", body, x_signed(body))
+    assert misconfigured.status_code == 503 and misconfigured.text == "Channel misconfigured."
+    assert await InboundEvent.objects.acount() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_fast_path_stores_malformed_json_and_fails_it_instead_of_a_500(x_channel):
+    body = b'{"for_user_id": "777", "tweet_create_events": [{'
+
+    response = await asgi_post(f"/webhooks/{x_channel.slug}/", body, x_signed(body))
+
+    assert response.status_code == 200
+    event = await InboundEvent.objects.aget()
+    assert event.status == InboundEvent.Status.FAILED and "Parse error" in event.error
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_deactivated_channel_is_404_at_once_on_the_fast_path(x_channel):
+    body = fixture_bytes("x", "mention.json")
+    assert (await asgi_post(f"/webhooks/{x_channel.slug}/", body, x_signed(body))).status_code == 200
+    x_channel.is_active = False
+    await x_channel.asave(update_fields=["is_active"])
+
+    other = body.replace(b"my router", b"my modem")
+    assert (await asgi_post(f"/webhooks/{x_channel.slug}/", other, x_signed(other))).status_code == 404
+    assert await InboundEvent.objects.acount() == 1
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    """A broker that records the batch tasks queued (and can be made to fail)."""
+    from config.celery import app
+    from connectors import tasks, views
+
+    sent: list[float] = []
+    state = {"down": False}
+
+    def send(countdown=0.0):
+        if state["down"]:
+            raise ConnectionError("broker unreachable")
+        sent.append(countdown)
+
+    app.conf.task_always_eager = False  # the autouse _celery_inline fixture puts it back
+    monkeypatch.setattr(tasks.process_inbound_batch, "delay", lambda *a: send())
+    monkeypatch.setattr(
+        tasks.process_inbound_batch, "apply_async", lambda *a, countdown=0.0, **k: send(countdown)
+    )
+    monkeypatch.setattr(views, "_batch_due_at", 0.0)
+    monkeypatch.setattr(views, "_broker_down_until", 0.0)
+    return sent, state
+
+
+def test_webhooks_queue_the_batch_task_at_most_once_a_second(
+    client, x_channel, broker, monkeypatch, django_capture_on_commit_callbacks
+):
+    from connectors import views
+
+    sent, _ = broker
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(views.time, "monotonic", lambda: clock["now"])
+    mention = fixture_json("x", "mention.json")["tweet_create_events"][0]
+    bodies = [body_of("mention.json", tweet_create_events=[{**mention, "id_str": f"9{n}"}]) for n in range(5)]
+
+    for body in bodies[:4]:  # within a tenth of a second
+        assert deliver(client, x_channel, body, django_capture_on_commit_callbacks).status_code == 200
+        clock["now"] += 0.03
+    # the first runs a batch at once, the second one for the end of the second, the rest ride on it
+    assert sent == [0.0, pytest.approx(0.97)]
+
+    clock["now"] = 1002.5  # quiet for a while: the next webhook is taken at once
+    assert deliver(client, x_channel, bodies[4], django_capture_on_commit_callbacks).status_code == 200
+    assert sent[2:] == [0.0]
+    assert InboundEvent.objects.filter(status=InboundEvent.Status.PENDING).count() == 5
+
+
+def test_when_the_broker_is_down_the_webhook_is_processed_inline(
+    client, x_channel, broker, django_capture_on_commit_callbacks
+):
+    sent, state = broker
+    state["down"] = True
+
+    response = deliver(
+        client, x_channel, fixture_bytes("x", "mention.json"), django_capture_on_commit_callbacks
+    )
+
+    assert response.status_code == 200 and sent == []
+    assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED
+    assert Message.objects.count() == 1
+
+
+def test_a_batch_that_deferred_events_queues_itself_again(x_channel, monkeypatch):
+    from connectors import tasks
+
+    queued = []
+    deferred = inbox.BatchResult(events=2)
+    deferred.statuses.update({"processed": 1, "pending": 1})
+    monkeypatch.setattr(inbox, "inbound_events_process_batch", lambda limit: deferred)
+    monkeypatch.setattr(
+        tasks.process_inbound_batch, "apply_async", lambda args, countdown: queued.append(countdown)
+    )
+
+    tasks.process_inbound_batch()
+
+    assert queued == [tasks.DEFERRED_RETRY_SECONDS]
