@@ -438,3 +438,47 @@ def test_message_split_emits_case_created(case, thread, agent):
     new = services.message_split(message=thread[0], actor=agent, reason="Billing is separate")
     delivery = WebhookDelivery.objects.get(event_type="case.created")
     assert delivery.payload["data"]["id"] == new.pk
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_cases_merged_into_each_other_at_once_end_as_one(department, channel, customer, identity, agent):
+    # given two open cases of one customer, each with a customer message
+    start = timezone.now() - timedelta(minutes=5)
+    a = services.case_open(customer=customer, channel=channel)
+    _customer_writes(a, channel, identity, "One", at=start, external_id="race-a")
+    b = services.case_open(customer=customer, channel=channel)
+    _customer_writes(b, channel, identity, "Two", at=start, external_id="race-b")
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def merge(source, target):
+        from cases.errors import ServiceError
+
+        try:
+            barrier.wait(timeout=5)
+            services.case_merge(
+                source=Case.objects.get(pk=source.pk),
+                target=Case.objects.get(pk=target.pk),
+                actor=agent,
+                reason="Same thing",
+            )
+            results[source.pk] = "merged"
+        except ServiceError as exc:
+            results[source.pk] = exc.message
+        finally:
+            connection.close()
+
+    # when one agent merges a into b while another merges b into a
+    threads = [threading.Thread(target=merge, args=pair) for pair in ((a, b), (b, a))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+
+    # then one merge wins, the other finds its target closed; both messages are on the open case
+    assert sorted(results.values(), key=len)[0] == "merged"
+    assert any("reopen it first" in r for r in results.values())
+    survivor = Case.objects.exclude(status=Case.Status.CLOSED).get(pk__in=[a.pk, b.pk])
+    assert set(survivor.messages.values_list("external_id", flat=True)) == {"race-a", "race-b"}
+    assert CaseEvent.objects.filter(kind="merged").count() == 2
