@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Customer, Identity
+from .models import Customer, ErasureRequest, Identity
 
 
 class IdentityInline(admin.TabularInline):
@@ -23,3 +23,22 @@ class IdentityAdmin(admin.ModelAdmin):
     list_filter = ("kind", "link_source", "verified")
     search_fields = ("handle", "platform_id", "display_name", "customer__name")
     raw_id_fields = ("customer", "linked_by")
+
+
+@admin.register(ErasureRequest)
+class ErasureRequestAdmin(admin.ModelAdmin):
+    """The record of erasures: read-only, it is evidence of what was done and when."""
+
+    list_display = ("confirmation_code", "source", "status", "requested_by", "created_at")
+    list_filter = ("source", "status")
+    search_fields = ("confirmation_code",)
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
