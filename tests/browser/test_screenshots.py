@@ -1,0 +1,146 @@
+"""The desk's three main pages on the demo contact centre, in real Chromium against a live ASGI
+server: each renders, holds its live socket and logs no error. With ``CASELINE_SCREENSHOTS_DIR``
+set, each is also saved there as a PNG 1280 pixels wide (the README's pictures):
+
+    CASELINE_SCREENSHOTS_DIR=docs/screenshots .venv/bin/pytest tests/browser/test_screenshots.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from channels.testing import ChannelsLiveServerTestCase
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connections
+from django.db.models import Count
+from django.test import Client, override_settings
+from playwright.sync_api import expect
+
+from cases import demo
+from cases.models import Case
+from config.celery import app as celery_app
+
+pytestmark = pytest.mark.browser
+
+WIDTH = 1280
+
+
+def off_the_event_loop(work):
+    """Run ``work`` on another thread: sync Playwright's event loop runs on this one, and the
+    services publish live events with async_to_sync, which refuses to run inside it."""
+
+    def run():
+        try:
+            return work()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result(timeout=300)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    with path.open("rb") as image:
+        header = image.read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
+# A private cache: presence and reply locks of the forked server stay out of other tests' way.
+@override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
+class DemoPagesTest(ChannelsLiveServerTestCase):
+    host = "127.0.0.1"
+    serve_static = True
+
+    @classmethod
+    def setUpClass(cls):
+        cls._eager, celery_app.conf.task_always_eager = celery_app.conf.task_always_eager, True
+        # The forked server opens the test database by its TEST name; name the one in use.
+        test_settings = settings.DATABASES["default"].setdefault("TEST", {})
+        cls._test_name, test_settings["NAME"] = (
+            test_settings.get("NAME"),
+            connections["default"].settings_dict["NAME"],
+        )
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        settings.DATABASES["default"]["TEST"]["NAME"] = cls._test_name
+        celery_app.conf.task_always_eager = cls._eager
+
+    @pytest.fixture(autouse=True)
+    def _browser(self, browser, page):
+        # ``page`` is asked for so the suite runs this with the other browser tests, last.
+        self.browser = browser
+        out = os.environ.get("CASELINE_SCREENSHOTS_DIR", "")
+        self.out = Path(out) if out else None
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+    def signed_in_page(self, email: str):
+        client = Client()
+        client.force_login(get_user_model().objects.get(email=email))
+        context = self.browser.new_context(viewport={"width": WIDTH, "height": 860})
+        context.add_cookies(
+            [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+              "url": self.live_server_url}]
+        )  # fmt: skip
+        page = context.new_page()
+        page.problems = []
+        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: page.problems.append(str(e)))
+        return page
+
+    def shoot(self, page, name: str, *, full_page: bool) -> None:
+        expect(page.locator("#live-dot")).to_have_class(re.compile("is-live"))
+        assert page.problems == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH  # nothing scrolls sideways
+        if self.out is None:
+            return
+        path = self.out / f"{name}.png"
+        page.screenshot(path=str(path), full_page=full_page, animations="disabled")
+        assert png_size(path)[0] == WIDTH
+
+    def test_queue_case_and_board_render_on_the_demo(self):
+        off_the_event_loop(demo.seed_demo)
+        agent_email, supervisor_email, _ = demo.DEMO_LOGINS
+        agent = get_user_model().objects.get(email=agent_email)
+        # the demo agent's conversation that crossed the most channels
+        case = (
+            Case.objects.filter(assignee=agent)
+            .annotate(kinds=Count("messages__channel__kind", distinct=True), count=Count("messages"))
+            .order_by("-kinds", "-count", "reference")
+            .first()
+        )
+
+        # the agent's queue
+        queue = self.signed_in_page(agent_email)
+        queue.goto(f"{self.live_server_url}/desk/?view=department")
+        rows = queue.locator("#queue-rows tr[data-case]")
+        expect(rows.first).to_be_visible()
+        assert rows.count() > 10
+        self.shoot(queue, "queue", full_page=False)
+
+        # the case: every message in the timeline, the customer panel, the clocks
+        page = self.signed_in_page(agent_email)
+        page.goto(f"{self.live_server_url}/desk/cases/{case.reference}/")
+        expect(page.locator("#timeline > li.entry")).to_have_count(case.count)
+        expect(page.locator("#customer-panel")).to_contain_text(str(case.customer))
+        expect(page.locator("#case-header")).to_contain_text(case.reference)
+        self.shoot(page, "case", full_page=True)
+
+        # the supervisor's board
+        board = self.signed_in_page(supervisor_email)
+        board.goto(f"{self.live_server_url}/desk/board/")
+        expect(board.locator("#board-live tr[data-department]").first).to_be_visible()
+        expect(board.locator("#board-live")).to_contain_text("Social Care")
+        expect(board.locator("table.picked tbody tr").first).to_be_visible()
+        board.set_viewport_size({"width": WIDTH, "height": 1100})  # the figures, and the first cases to pick
+        self.shoot(board, "board", full_page=False)
