@@ -724,6 +724,21 @@ class CannedReplySerializer(ModelRulesMixin, serializers.ModelSerializer):
         return super().validate(attrs)
 
 
+class CannedReplyFilledSerializer(serializers.Serializer):
+    """A canned reply as offered on one case, its placeholders filled for the agent asking."""
+
+    id = serializers.IntegerField(read_only=True)
+    title = serializers.CharField(read_only=True)
+    channel_kind = serializers.CharField(read_only=True, help_text="Blank: offered on every platform.")
+    text = serializers.CharField(
+        read_only=True, help_text="The body with {customer_name}, {reference} and {agent_name} filled."
+    )
+
+
+class CannedReplyFilledListSerializer(serializers.Serializer):
+    results = CannedReplyFilledSerializer(many=True, read_only=True)
+
+
 # --- Incidents and reports -----------------------------------------------------------------------
 
 

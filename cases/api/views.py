@@ -21,7 +21,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from cases import drafts, escalation, permissions, reports, services, triage
+from cases import canned, drafts, escalation, permissions, reports, services, triage
 from cases import selectors as case_selectors
 from cases.errors import ServiceError
 from cases.models import Message
@@ -187,7 +187,7 @@ class CaseViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = filters.CaseFilterSet
 
     def get_queryset(self):
-        if self.action == "list":
+        if self.action in ("list", "canned_replies"):  # no followers shown
             return selectors.case_list(user=self.request.user)
         return selectors.case_detail(user=self.request.user)
 
@@ -388,6 +388,28 @@ class CaseViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
             services.case_merge(source=source, target=case, actor=request.user, reason=data["reason"])
 
         return self._act(serializers.CaseMergeInputSerializer, run)
+
+    @extend_schema(
+        summary="Canned replies for this case, filled in",
+        responses={200: serializers.CannedReplyFilledListSerializer},
+    )
+    @action(
+        detail=True, methods=["get"], url_path="canned-replies", filter_backends=(), pagination_class=None
+    )
+    def canned_replies(self, request, pk=None):
+        """The active canned replies offered on this case (its department's and everyone's), by
+        title, with the placeholders filled for this customer, case and you: the desk's list."""
+        case = self.get_object()
+        rows = [
+            {
+                "id": reply.pk,
+                "title": reply.title,
+                "channel_kind": reply.channel_kind,
+                "text": canned.canned_render(reply=reply, case=case, agent=request.user),
+            }
+            for reply in canned.canned_for_case(case=case)
+        ]
+        return Response({"results": rows})
 
     @extend_schema(
         summary="Take over a colleague's reply",

@@ -143,6 +143,7 @@ ENDPOINTS = [
     ("get", "/api/v1/cases/", None, None, MEMBERS_READ),
     ("get", "/api/v1/cases/{id}/", lambda w: w.case, None, CASE_READ),
     ("get", "/api/v1/cases/{id}/timeline/", lambda w: w.case, None, CASE_READ),
+    ("get", "/api/v1/cases/{id}/canned-replies/", lambda w: w.case, None, CASE_READ),
     (
         "post",
         "/api/v1/cases/{id}/reply/",

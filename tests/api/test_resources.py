@@ -89,6 +89,23 @@ def test_a_bad_canned_reply_names_the_field(world, canned, body, field):
     assert error["field"] == field, error
 
 
+def test_a_cases_canned_replies_come_filled_in(world, canned, django_assert_num_queries):
+    client = token_client(world.write_key)
+    path = f"/api/v1/cases/{world.case.pk}/canned-replies/"
+    assert client.get(path).status_code == 200
+    # token + user, memberships, the case, its canned replies
+    with django_assert_num_queries(4):
+        rows = client.get(path).json()["results"]
+    assert [row["title"] for row in rows] == ["Mail", "Router", "Thanks"]
+    assert rows[2]["text"] == f"Thanks {world.customer.name}!"
+    for i in range(5):
+        CannedReply.objects.create(title=f"More {i}", body="{reference}", department=world.department)
+    with django_assert_num_queries(4):
+        rows = client.get(path).json()["results"]
+    assert {row["text"] for row in rows if row["title"].startswith("More")} == {world.case.reference}
+    assert session_client(world.agent_b).get(path).status_code == 404
+
+
 # --- Incidents ------------------------------------------------------------------------------------
 
 
