@@ -41,9 +41,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import close_old_connections
 from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
 
@@ -121,26 +123,105 @@ class SharedWork:
 shared = SharedWork()
 
 
-def _render_rows(case_ids: list[int], *, seq: int | None = None) -> dict[int, SimpleNamespace]:
-    """Cases by id with their queue row rendered (user-independent HTML), stamped with ``seq``."""
+def _render_rows(case_ids: list[int]) -> dict[int, SimpleNamespace]:
+    """Cases by id with their queue row rendered (user-independent HTML)."""
     rows = {}
     for pk, case in selectors.live_queue_rows(case_ids=case_ids).items():
         key = selectors.queue_key(case.due_at, case.pk)
         html = render_to_string("cases/partials/queue_row.html", {"case": case})
-        # Encoded once here, sent as is by every socket that shows the row.
-        rows[pk] = SimpleNamespace(
-            case=case,
-            key=key,
-            html=html,
-            push=json.dumps({"type": "queue.row", "id": pk, "key": key, "html": html, "seq": seq}),
-        )
+        rows[pk] = SimpleNamespace(case=case, key=key, html=html, push=None)
     return rows
 
 
-def _live_rows(case_ids: list[int]) -> tuple[int | None, dict[int, SimpleNamespace]]:
-    """A live event's sequence number (read before rendering, so the rows reflect it) and rows."""
-    seq = replay.newest_seq(case_ids=case_ids)
-    return seq, _render_rows(case_ids, seq=seq)
+def _live_batch(batch: dict[str, list[int]]) -> dict[str, tuple[int | None, dict[int, SimpleNamespace]]]:
+    """For each event id, its sequence number and its cases' rows: two queries for the whole batch.
+
+    The numbers are read before the rows, so each row reflects at least its event. Each row's
+    push is encoded once here and sent as is by every socket that shows it.
+    """
+    _fresh_connection()
+    every = sorted({pk for case_ids in batch.values() for pk in case_ids})
+    seqs = replay.newest_seqs(case_ids=every)
+    rendered = _render_rows(every)
+    out = {}
+    for event_id, case_ids in batch.items():
+        seq = max((seqs[pk] for pk in case_ids if pk in seqs), default=None)
+        rows = {}
+        for pk in case_ids:
+            row = rendered.get(pk)
+            if row is not None:
+                push = {"type": "queue.row", "id": pk, "key": row.key, "html": row.html, "seq": seq}
+                rows[pk] = SimpleNamespace(case=row.case, key=row.key, html=row.html, push=json.dumps(push))
+        out[event_id] = (seq, rows)
+    return out
+
+
+# Stale database connections are closed (and the next one health-checked) at most this often
+# by the batched row reads: once per event would add a round trip to every event.
+CONNECTION_CHECK_SECONDS = 1.0
+_connection_checked = 0.0
+
+
+def _fresh_connection() -> None:
+    global _connection_checked
+    now = time.monotonic()
+    if now - _connection_checked >= CONNECTION_CHECK_SECONDS:
+        close_old_connections()
+        _connection_checked = now
+
+
+class LiveRows:
+    """The rows and sequence number of every live event, read once per process, in batches.
+
+    A department event reaches every socket of the department; the first socket to ask
+    queues the event, the others await the same result. While one read runs, the events
+    that arrive wait and are read together by the next: under load an event costs a share
+    of two queries, not two queries and a connection check of its own.
+    """
+
+    def __init__(self, size: int = 512):
+        self.size = size
+        self.results: OrderedDict = OrderedDict()
+        self.pending: dict[str, list[int]] = {}
+        self.runner: asyncio.Task | None = None
+        self.loop = None
+
+    async def get(self, event_id: str, case_ids: list[int]):
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # a new event loop (tests): nothing of the old one is usable
+            self.loop, self.results, self.pending, self.runner = loop, OrderedDict(), {}, None
+        future = self.results.get(event_id)
+        if future is None:
+            future = loop.create_future()
+            self.results[event_id] = future
+            while len(self.results) > self.size:
+                self.results.popitem(last=False)
+            self.pending[event_id] = case_ids
+            if self.runner is None or self.runner.done():
+                self.runner = loop.create_task(self._run())
+        return await asyncio.shield(future)
+
+    async def _run(self):
+        while self.pending:
+            batch, self.pending = self.pending, {}
+            try:
+                results = await sync_to_async(_live_batch, thread_sensitive=True)(batch)
+            except Exception as error:
+                global _connection_checked
+                _connection_checked = 0.0  # look at the connection before the next read
+                for event_id in batch:
+                    future = self.results.get(event_id)
+                    if future is not None and not future.done():
+                        future.set_exception(error)
+                        future.exception()  # retrieved: no warning when nobody else waits
+                continue
+            for event_id, result in results.items():
+                future = self.results.get(event_id)
+                if future is not None and not future.done():
+                    future.set_result(result)
+
+
+live_rows = LiveRows()
 
 
 def _render_header(case_id: int) -> str | None:
@@ -197,10 +278,10 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         self.user = user
-        if await database_sync_to_async(self._owes_mfa)():
+        owes_mfa, self.role = await database_sync_to_async(self._load_role)()
+        if owes_mfa:
             await self.close(code=4403)
             return
-        self.role = await database_sync_to_async(self._load_role)()
         names = [groups.user_group(user.pk)] + [
             groups.department_group(pk) for pk in sorted(permissions.department_ids(user))
         ]
@@ -212,14 +293,13 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.send_json({"type": "hello", "role": self.role})
 
-    def _owes_mfa(self) -> bool:
-        # The rule reads only the session's sign-in records: the scope's session stands in
-        # for the request's.
+    def _load_role(self) -> tuple[bool, str]:
+        """Whether the user still owes a second factor, and their role (one trip to the database)."""
+        # The MFA rule reads only the session's sign-in records: the scope's session stands
+        # in for the request's.
         session = self.scope.get("session")
-        return mfa_missing(SimpleNamespace(session=session if session is not None else {}), self.user)
-
-    def _load_role(self) -> str:
-        return permissions.role_of(self.user)  # loads and caches the memberships for this socket
+        owes_mfa = mfa_missing(SimpleNamespace(session=session if session is not None else {}), self.user)
+        return owes_mfa, permissions.role_of(self.user)  # caches the memberships for this socket
 
     async def disconnect(self, code):
         for task in (self.board_task, self.typing_check):
@@ -353,7 +433,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             case_ids = event_case_ids(event)
             if not case_ids or not self._wants(kind, case_ids):
                 return
-            seq, rows = await shared.get(("rows", event_id), lambda: _live_rows(case_ids))
+            seq, rows = await live_rows.get(event_id, case_ids)
             await self._apply(event_id, kind, event, case_ids, rows, seq=seq)
         except Exception:  # one bad event must not close the agent's socket
             logger.exception("live event %s could not be pushed", kind)

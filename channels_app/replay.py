@@ -30,12 +30,18 @@ MESSAGE_KINDS = frozenset(
 )
 
 
-def newest_seq(*, case_ids) -> int | None:
-    """The newest case event id of ``case_ids``: what a push about them reflects at least."""
-    ids = [int(pk) for pk in case_ids]
+def newest_seqs(*, case_ids) -> dict[int, int]:
+    """The newest case event id of each of ``case_ids``: what a push about it reflects at least."""
+    ids = sorted({int(pk) for pk in case_ids})
     if not ids:
-        return None
-    return CaseEvent.objects.filter(case_id__in=ids).aggregate(seq=Max("id"))["seq"]
+        return {}
+    return dict(
+        CaseEvent.objects.filter(case_id__in=ids)
+        .values("case_id")
+        .annotate(seq=Max("id"))
+        .values_list("case_id", "seq")
+        .order_by()
+    )
 
 
 def as_live_event(*, kind: str, case_id: int, message_id: int | None) -> dict:
