@@ -180,6 +180,7 @@ class IngestContext:
         self._channels: dict[int, object] = {}
         self._settings: TriageSettings | None = None
         self._escalating: set[int] | None = None
+        self._subscribed: set[str] | None = None
         # Customer id -> sorted times of their inbound messages in the batch's repeat window.
         self._contacts: dict[int, list[datetime]] = {}
         # What was written, for summaries: new messages, new cases, existing cases changed.
@@ -315,6 +316,13 @@ class IngestContext:
         if self._settings is None:
             self._settings = TriageSettings.current()
         return self._settings
+
+    def emits(self, event_type: str) -> bool:
+        """Whether an active outbound webhook subscription wants ``event_type``: the list is
+        read once per context (a batch), not once per event."""
+        if self._subscribed is None:
+            self._subscribed = {t for _, types in webhooks_out.active_subscriptions() for t in types or ()}
+        return event_type in self._subscribed
 
     def escalates(self, department_id: int) -> bool:
         """Whether the department has an active priority or category path (else triage skips the check)."""
@@ -675,9 +683,10 @@ def _store(
     publish_on_commit(
         event=triage.triage_event(case, change="created" if is_new else "message"), groups=case_groups
     )
-    if is_new:
+    if is_new and ctx.emits("case.created"):
         webhooks_out.emit("case.created", webhooks_out.case_payload(case))
-    webhooks_out.emit("message.received", webhooks_out.message_payload(message))
+    if ctx.emits("message.received"):
+        webhooks_out.emit("message.received", webhooks_out.message_payload(message))
     if {"priority", "category"} & set(changed) and ctx.escalates(case.department_id):
         escalation.escalate_if_triggered(case=case)
     return message
