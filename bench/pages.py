@@ -243,6 +243,7 @@ def _http(args, database_url: str, redis_url: str, session: str) -> dict:
         redis_url=redis_url or None,
         CHANNEL_LAYER_PREFIX="cl-bench-pages",
         SECRET_KEY=os.environ["SECRET_KEY"],  # the session cookie was signed with it
+        **dict(pair.split("=", 1) for pair in args.server_env),
     )
     processes, port = servers.start_daphne(env, processes=args.daphne, access_log=False)
     cookie = f"{settings.SESSION_COOKIE_NAME}={session}"
@@ -295,6 +296,7 @@ def _http(args, database_url: str, redis_url: str, session: str) -> dict:
             process.stop()
     return {
         "server": f"daphne x{args.daphne} (config.asgi:application, DEBUG off)",
+        "server_env": args.server_env,
         "clients": args.clients,
         "seconds": round(elapsed, 2),
         "requests_per_second": round(len(seconds) / elapsed, 1),
@@ -343,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="Concurrent HTTP clients.")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--http-warmup", type=float, default=3.0)
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="More environment for the daphne processes (e.g. another DJANGO_SETTINGS_MODULE to try).",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="Keep caseline_bench when this run created it.")
     args = parser.parse_args(argv)
