@@ -521,6 +521,7 @@ class CaseEvent(models.Model):
         CATEGORY = "category", "Category changed"
         SLA = "sla", "Service promise state changed"
         MERGED = "merged", "Merged"
+        SPLIT = "split", "Split off"
         DELIVERY = "delivery", "Delivery state changed"
         DRAFT_TAKEN = "draft_taken", "Reply taken over"
 

@@ -805,12 +805,20 @@ def _timeline_recompute(case: Case, *, now: datetime) -> None:
     sla.refresh(case, now=now)
 
 
-def _messages_moved_events(*, source: Case, target: Case, message_ids: list[int], actor, reason: str) -> None:
-    """A ``merged`` CaseEvent on both cases: which messages left ``source`` for ``target``, and why."""
+def _messages_moved_events(
+    *,
+    source: Case,
+    target: Case,
+    message_ids: list[int],
+    actor,
+    reason: str,
+    kind: str = CaseEvent.Kind.MERGED,
+) -> None:
+    """A CaseEvent (``merged`` or ``split``) on both cases: which messages left ``source`` for ``target``, and why."""
     CaseEvent.objects.bulk_create(
         CaseEvent(
             case=on,
-            kind=CaseEvent.Kind.MERGED,
+            kind=kind,
             actor=actor,
             before={"case": source.pk, "customer": source.customer_id, "messages": message_ids},
             after={"case": target.pk, "customer": target.customer_id},
@@ -953,9 +961,8 @@ def message_split(*, message: Message, actor, reason: str) -> Case:
     - the new case belongs to the same customer and department, starts on the message's
       channel with its subject, the case's priority and category, unassigned
       (``case_open``: a ``created`` event, the ``case.created`` webhook, a live event);
-    - the moved messages keep their attachments; both cases get a ``merged`` CaseEvent
-      naming the moved messages and the reason (the kind that records messages moving
-      between cases);
+    - the moved messages keep their attachments; both cases get a ``split`` CaseEvent
+      naming the moved messages and the reason;
     - the new case's clocks run from its first message as if it had always been its
       own (first response owed unless answered in the thread, resolution from that
       message); the old case's response clock is recomputed from what stays, its
@@ -1010,6 +1017,7 @@ def message_split(*, message: Message, actor, reason: str) -> Case:
         message_ids=moved_ids,
         actor=actor,
         reason=f"Split off {case.reference} into {new.reference}: {reason}",
+        kind=CaseEvent.Kind.SPLIT,
     )
     _announce(case, "split")
     _announce(new, "split")

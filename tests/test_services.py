@@ -391,8 +391,8 @@ def test_message_split_moves_the_thread_to_a_new_case(case, thread, agent, chann
     assert case.messages.filter(direction="note").count() == 1  # notes stay
     assert new.customer_id == case.customer_id and new.department_id == case.department_id
     assert new.subject == "Also my bill is wrong" and new.status == Case.Status.OPEN
-    assert kinds(new) == ["created", "merged"] and kinds(case)[-1] == "merged"
-    event = new.events.get(kind="merged")
+    assert kinds(new) == ["created", "split"] and kinds(case)[-1] == "split"
+    event = new.events.get(kind="split")
     assert event.before == {
         "case": case.pk,
         "customer": case.customer_id,
