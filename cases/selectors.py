@@ -310,8 +310,8 @@ class CasePage:
 
 
 def case_page(*, user, reference: str, others: int = OTHER_CASES_LIMIT) -> CasePage | None:
-    """:func:`case_for_page` and :func:`customer_other_cases` in one statement, or None when
-    ``user`` may not see the case.
+    """:func:`case_for_page` and the customer's other cases that ``user`` may see (the newest
+    ``others``), in one statement; None when ``user`` may not see the case.
 
     The rows are the case itself (whatever the viewer may see: ``can_view_case`` decides
     after) and the same customer's cases the viewer may see, the case first; each read is
@@ -442,17 +442,6 @@ def _with_profile_links(identity: Identity) -> Identity:
 
 def customer_identities(*, customer) -> list[Identity]:
     return [_with_profile_links(i) for i in customer.identities.order_by("kind", "handle", "platform_id")]
-
-
-def customer_other_cases(*, user, case: Case, limit: int = 10) -> list[Case]:
-    """The customer's other cases that ``user`` may see, newest first."""
-    return list(
-        Case.objects.filter(permissions.visible_cases_q(user), customer_id=case.customer_id)
-        .exclude(pk=case.pk)
-        .select_related("department")
-        .distinct()
-        .order_by("-created_at")[:limit]
-    )
 
 
 # --- Search ------------------------------------------------------------------------------------
