@@ -101,6 +101,21 @@ def can_merge_customers(user) -> bool:
     return role_of(user) in ("supervisor", "admin")
 
 
+def can_export_customer(user, customer) -> bool:
+    """Admins export anyone; supervisors a customer with a case they can see. The bundle is
+    complete either way (a subject access request answered in part is not answered)."""
+    if is_admin(user):
+        return True
+    if not is_supervisor(user):
+        return False
+    return Case.objects.filter(visible_cases_q(user), customer_id=customer.pk).exists()
+
+
+def can_erase_customer(user) -> bool:
+    """Erasure cannot be undone: admins only."""
+    return is_admin(user)
+
+
 def can_merge_cases(user, source: Case, target: Case) -> bool:
     """Merging closes ``source`` and moves its timeline to ``target``: the user works both.
 

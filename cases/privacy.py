@@ -32,8 +32,8 @@ Retention
     events are never purged: their messages are not in a case yet, and purging them would
     lose them; ``replay_inbox`` runs failed ones, and they are purged once processed.
 
-Who may: ``can_export_customer`` (admins; supervisors, for a customer they can see) and
-``can_erase_customer`` (admins), built on ``cases.permissions``.
+Who may: ``cases.permissions.can_export_customer`` (admins; supervisors, for a customer they
+can see) and ``can_erase_customer`` (admins).
 """
 
 from __future__ import annotations
@@ -96,21 +96,6 @@ class ErasureConflict(ServiceError):
 
 
 # --- Who may -----------------------------------------------------------------------------------
-
-
-def can_export_customer(user, customer: Customer) -> bool:
-    """Admins export anyone; supervisors a customer with a case they can see. The bundle is
-    complete either way (a subject access request answered in part is not answered)."""
-    if permissions.is_admin(user):
-        return True
-    if not permissions.is_supervisor(user):
-        return False
-    return Case.objects.filter(permissions.visible_cases_q(user), customer_id=customer.pk).exists()
-
-
-def can_erase_customer(user) -> bool:
-    """Erasure cannot be undone: admins only."""
-    return permissions.is_admin(user)
 
 
 # --- Who is one person ---------------------------------------------------------------------------
@@ -484,7 +469,7 @@ def customer_erase(
     merged into another (erase that one: it holds the identities and cases now).
     Attachment files are deleted after commit; a file that cannot be deleted is logged.
     """
-    if actor is not None and not can_erase_customer(actor):
+    if actor is not None and not permissions.can_erase_customer(actor):
         raise NotPermitted("Only admins erase customers.")
     files: list[str] = []
     with transaction.atomic():

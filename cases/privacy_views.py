@@ -1,6 +1,6 @@
 """Privacy pages and API: export a customer's data, erase it, and the public status page of an
-erasure request. Thin: the rules are ``cases.privacy.can_export_customer`` /
-``can_erase_customer`` (built on ``cases.permissions``), the work is ``cases.privacy``.
+erasure request. Thin: the rules are ``cases.permissions.can_export_customer`` /
+``can_erase_customer``, the work is ``cases.privacy``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from customers.models import Customer, ErasureRequest
 
-from . import privacy, selectors
+from . import permissions, privacy, selectors
 from .api.permissions import IsMember
 from .api.selectors import visible_customers
 from .api.views import ApiMixin
@@ -75,7 +75,10 @@ def _customer_or_404(request: HttpRequest, pk: int) -> Customer:
     customer = selectors.customer_for_page(user=request.user, customer_id=pk)
     if customer is None:
         raise Http404("No such customer.")
-    if not (privacy.can_export_customer(request.user, customer) or privacy.can_erase_customer(request.user)):
+    if not (
+        permissions.can_export_customer(request.user, customer)
+        or permissions.can_erase_customer(request.user)
+    ):
         raise PermissionDenied("Only supervisors and admins export customers' data.")
     return customer
 
@@ -87,8 +90,8 @@ def _page(request: HttpRequest, customer: Customer, form: EraseForm, status: int
         "identity_count": customer.identities.count(),
         "case_count": cases.count(),
         "message_count": Message.objects.filter(case__in=cases).count(),
-        "can_export": privacy.can_export_customer(request.user, customer),
-        "can_erase": privacy.can_erase_customer(request.user),
+        "can_export": permissions.can_export_customer(request.user, customer),
+        "can_erase": permissions.can_erase_customer(request.user),
         "form": form,
         "erasures": _erasures_of(customer),
     }
@@ -114,7 +117,7 @@ def customer_privacy(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def customer_export(request: HttpRequest, pk: int) -> HttpResponse:
     customer = _customer_or_404(request, pk)
-    if not privacy.can_export_customer(request.user, customer):
+    if not permissions.can_export_customer(request.user, customer):
         raise PermissionDenied("Only supervisors and admins export customers' data.")
     export_format = request.GET.get("format", "json")
     if export_format not in EXPORT_FORMATS:
@@ -128,7 +131,7 @@ def customer_export(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def customer_erase(request: HttpRequest, pk: int) -> HttpResponse:
     customer = _customer_or_404(request, pk)
-    if not privacy.can_erase_customer(request.user):
+    if not permissions.can_erase_customer(request.user):
         raise PermissionDenied("Only admins erase customers.")
     form = EraseForm(request.POST, customer=customer)
     if not form.is_valid():
@@ -225,7 +228,7 @@ class CustomerExportApiView(_PrivacyApiView):
     )
     def get(self, request, id: int):
         customer = self.customer(request, id)
-        if not privacy.can_export_customer(request.user, customer):
+        if not permissions.can_export_customer(request.user, customer):
             raise NotPermitted("Only supervisors and admins export customers' data.")
         export_format = request.query_params.get("format", "json")
         if export_format not in EXPORT_FORMATS:
@@ -254,7 +257,7 @@ class CustomerEraseApiView(_PrivacyApiView):
     )
     def post(self, request, id: int):
         customer = self.customer(request, id)
-        if not privacy.can_erase_customer(request.user):
+        if not permissions.can_erase_customer(request.user):
             raise NotPermitted("Only admins erase customers.")
         data = ErasureInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from cases import privacy, services
+from cases import permissions, privacy, services
 from cases.models import Attachment
 from connectors import api_tokens
 from tests import factories
@@ -92,7 +92,7 @@ def test_who_may_export(client, customer, channel, identity, agent, supervisor, 
     assert client.get(f"/api/v1/customers/{customer.pk}/export/").status_code in (401, 403)
     by_token = client.get(f"/api/v1/customers/{customer.pk}/export/", HTTP_AUTHORIZATION=f"Token {read_key}")
     assert by_token.status_code == 200
-    assert privacy.can_export_customer(supervisor, customer) and not privacy.can_export_customer(
+    assert permissions.can_export_customer(supervisor, customer) and not permissions.can_export_customer(
         agent, customer
     )
 
