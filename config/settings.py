@@ -431,6 +431,10 @@ if INBOUND_EVENT_RETENTION_DAYS and not 0 < WEBHOOK_REPLAY_WINDOW_HOURS <= INBOU
         "a replay older than the kept events could not be recognised."
     )
 
+# Integrator webhooks go to public addresses only (no loopback, private or link-local
+# targets, checked again at every attempt). Set true when receivers live on your own network.
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False)
+
 # A customer message on a resolved or closed case opens a new case after this long.
 CASE_REOPEN_WINDOW_DAYS = env.int("CASE_REOPEN_WINDOW_DAYS", default=7)
 

@@ -20,20 +20,31 @@ Retries
     ``DISABLE_AFTER_FAILURES`` failed attempts in a row the subscription is switched off
     and its pending deliveries end failed. Every attempt updates the delivery log
     (status code, the start of the response, the error).
+
+Where a webhook may go
+    Only to public addresses: a URL naming a loopback, private, link-local or otherwise
+    non-global address is refused when it is registered, and every attempt resolves the
+    host again and refuses to connect if any of its addresses is not public (so a name
+    that later points inside the network sends nothing). Redirects are not followed.
+    ``WEBHOOK_ALLOW_PRIVATE_ADDRESSES`` lifts this for receivers on the same network.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 import uuid
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
+from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -126,7 +137,45 @@ def _clean_url(url: str) -> str:
     url = (url or "").strip()
     if not url.lower().startswith(("https://", "http://")):
         raise ServiceError("The URL must start with https:// or http://.", field="url")
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise ServiceError("The URL has no host name.", field="url")
+    if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        refused = _refused_address(host, resolve=False)
+        if refused:
+            raise ServiceError(
+                f"The URL points {refused}; webhooks go to public addresses only.", field="url"
+            )
     return url
+
+
+def _refused_address(host: str, *, resolve: bool) -> str | None:
+    """Why a webhook may not go to ``host`` (e.g. "at a loopback address"), or None.
+
+    An IP literal is judged as it stands; a name is judged by every address it resolves to
+    when ``resolve`` is set (at delivery), and only by its spelling otherwise (at
+    registration, when the receiver's DNS may not be ready yet).
+    """
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
+        return f"at {name}, a local name"
+    try:
+        addresses = [ipaddress.ip_address(name)]
+    except ValueError:
+        if not resolve:
+            return None
+        try:
+            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return None  # the attempt itself will fail with the resolver's error
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    for address in addresses:
+        if not address.is_global:
+            return f"at {address}, which is not a public address"
+    return None
 
 
 @transaction.atomic
@@ -359,6 +408,10 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str, str, float | None
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: signature(secret=subscription_secret(subscription), timestamp=timestamp, body=body),
     }
+    if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        refused = _refused_address(urlsplit(subscription.url).hostname or "", resolve=True)
+        if refused:
+            return None, "", f"Not sent: the URL now points {refused}.", None
     try:
         with httpx.stream(
             "POST",

@@ -19,6 +19,12 @@ from .conftest import session_client
 from .receiver import start_receiver
 
 
+@pytest.fixture(autouse=True)
+def _receivers_on_this_machine(settings):
+    """The test receiver listens on 127.0.0.1, which production refuses (see the tests at the end)."""
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+
+
 @pytest.fixture
 def receiver():
     receiver, server = start_receiver()
@@ -272,3 +278,62 @@ def test_services_and_ingest_emit_what_subscribers_asked_for(world, subscription
     services.case_open(customer=world.case.customer, channel=channel)
     assert WebhookDelivery.objects.filter(event_type="case.created").count() == 2
     assert not WebhookDelivery.objects.filter(event_type="case.assigned").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:8000/hook", "127.0.0.1"),
+        ("http://[::1]/hook", "::1"),
+        ("https://10.1.2.3/hook", "10.1.2.3"),
+        ("https://192.168.0.10/hook", "192.168.0.10"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),  # cloud metadata
+        ("http://localhost:9200/", "localhost"),
+        ("https://db.internal/hook", "db.internal"),
+    ],
+)
+def test_private_addresses_are_refused_when_registered(world, settings, url, why):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    client = session_client(world.admin)
+
+    response = client.post(
+        "/api/v1/webhooks/", {"name": "Probe", "url": url, "event_types": ["case.created"]}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["field"] == "url" and why in error["message"] and "public addresses only" in error["message"]
+    assert not WebhookSubscription.objects.filter(name="Probe").exists()
+
+
+def test_a_public_url_is_accepted(world, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    subscription, _ = webhooks_out.webhook_subscription_create(
+        name="BI", url="https://93.184.215.14/hook", event_types=["case.created"], actor=world.admin
+    )
+    assert subscription.url == "https://93.184.215.14/hook"
+
+
+def test_a_name_that_resolves_inside_the_network_is_not_sent_to(world, receiver, settings):
+    """A name passes registration (its DNS may not be ready yet) but is resolved again at
+    every attempt: this machine's own name resolves to a loopback or private address."""
+    host = socket.gethostname()
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError:
+        pytest.skip("this machine's name does not resolve")
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    subscription, _ = webhooks_out.webhook_subscription_create(
+        name="BI",
+        url=receiver.url.replace("127.0.0.1", host),
+        event_types=["case.created"],
+        actor=world.admin,
+    )
+    [delivery] = webhooks_out.emit("case.created", {"case": {"id": world.case.pk}})
+
+    webhooks_out.webhook_delivery_attempt(delivery_id=delivery.pk)
+
+    delivery.refresh_from_db()
+    assert receiver.requests == []
+    assert delivery.response_status is None and delivery.status == WebhookDelivery.Status.PENDING
+    assert "not a public address" in delivery.error and subscription.pk == delivery.subscription_id
