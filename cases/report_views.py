@@ -37,7 +37,7 @@ def _default_period() -> dict:
 
 @login_required
 def promises(request):
-    if not (permissions.is_admin(request.user) or permissions.is_supervisor(request.user)):
+    if not permissions.can_see_reports(request.user):
         raise PermissionDenied("Reports are for supervisors and admins.")
     form = ReportForm(request.GET or _default_period())
     report = None
@@ -45,12 +45,10 @@ def promises(request):
         zone = timezone.get_current_timezone()
         start = datetime.combine(form.cleaned_data["start"], time.min, tzinfo=zone)
         end = datetime.combine(form.cleaned_data["end"] + timedelta(days=1), time.min, tzinfo=zone)
-        scope = (
-            None
-            if permissions.is_admin(request.user)
-            else permissions.supervised_department_ids(request.user)
-        )
         report = reports.promise_report(
-            start=start, end=end, group_by=form.cleaned_data["group_by"], department_ids=scope
+            start=start,
+            end=end,
+            group_by=form.cleaned_data["group_by"],
+            department_ids=permissions.report_department_ids(request.user),
         )
     return render(request, "reports/promises.html", {"form": form, "report": report, "nav": "reports"})
