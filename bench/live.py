@@ -204,6 +204,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def waited_seconds(pid: int) -> float:
+    """Time the process's threads were ready to run but waited for a CPU (the scheduler's count)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+            total += int(stat.read().split()[1])
+    return total / 1e9
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -420,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("the sockets did not open in time")
         rss_connected = rss_mb(daphne.process.pid)
         cpu_before = cpu_seconds(daphne.process.pid)
+        waited_before = waited_seconds(daphne.process.pid)
         print(f"sockets open; committing {args.rate:.0f} events/s for {args.duration:.0f} s...", flush=True)
         committed, stats = commit_events(
             cases=world["cases"], actor=world["boss"], rate=args.rate, duration=args.duration
@@ -427,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(3.0)  # stragglers
         rss_end = rss_mb(daphne.process.pid)
         server_cpu = cpu_seconds(daphne.process.pid) - cpu_before
+        server_waited = waited_seconds(daphne.process.pid) - waited_before
         stop.set()
         result = out.get(timeout=120)
         clients.join(timeout=30)
@@ -467,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             "publish_ms_p99": round(percentile(stats["publish_ms"], 99), 1),
             "server_cpu_seconds": round(server_cpu, 1),
             "server_cpu_ms_per_event": round(server_cpu * 1000 / max(len(committed), 1), 2),
+            # Ready to run but every core busy (with this machine's other work too).
+            "server_waited_for_cpu_seconds": round(server_waited, 1),
             "deliveries_expected": int(expected),
             "deliveries_received": len(latencies),
             "latency_ms": {

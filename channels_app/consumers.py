@@ -199,6 +199,8 @@ class LiveRows:
             self.pending[event_id] = case_ids
             if self.runner is None or self.runner.done():
                 self.runner = loop.create_task(self._run())
+        if future.done():  # read already (the other sockets of a department): no suspension
+            return future.result()
         return await asyncio.shield(future)
 
     async def _run(self):

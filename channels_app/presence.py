@@ -109,8 +109,8 @@ SUPERVISOR_ALERTS = frozenset({"sla.breach_alert", "sla.changed", "case.escalate
 
 def alert_for(*, kind: str, event: dict, visible: dict, user, supervisor: bool) -> dict | None:
     """The alert an event raises for this user, listing only cases they may see; None for none."""
-    if not visible:
-        return None
+    if not visible or (kind != "sla.warning" and not (supervisor and kind in SUPERVISOR_ALERTS)):
+        return None  # most events raise no alert: decided before any work, once per socket
     items = _items(event, visible)
     if kind == "sla.warning":
         return _alert(level="warn", title="Past its service promise", text="Answer these first:", items=items)
