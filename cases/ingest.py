@@ -169,10 +169,18 @@ class IngestContext:
     another batch holds (two batches locking cases in opposite orders would deadlock);
     the caller defers that event to its next batch. Without a context, ``ingest`` makes
     a fresh one per message, opens its own savepoints and waits for locks.
+
+    ``defer_events=True``: the CaseEvents of each message are kept and written together by
+    :meth:`flush_events` (one INSERT for many messages), which the caller runs before the
+    savepoint they belong to ends. They are flushed first whenever ingest writes other
+    case events (an echo, an escalation, a merge of early replies), so ids keep the order
+    in which things happened.
     """
 
-    def __init__(self, *, batch: bool = False):
+    def __init__(self, *, batch: bool = False, defer_events: bool = False):
         self.batch = batch
+        self.defer_events = defer_events
+        self._pending_events: list[CaseEvent] = []
         self._messages: dict[tuple[int, str], Message | None] = {}
         self._identities: dict[tuple[str, str], Identity | None] = {}
         self._orphans: dict[str, list[_Orphan]] = {}
@@ -253,8 +261,36 @@ class IngestContext:
             ):
                 self._contacts.setdefault(customer_id, []).append(sent_at)
 
+    def checkpoint(self) -> tuple:
+        """What the context knows now, for :meth:`rollback_to` after a savepoint is rolled back."""
+        return (
+            dict(self._messages),
+            dict(self._identities),
+            {key: list(rows) for key, rows in self._orphans.items()},
+            self._orphans_prefetched,
+            {key: list(times) for key, times in self._contacts.items()},
+            self.counts(),
+        )
+
+    def rollback_to(self, point: tuple, *, authors: list[tuple[str, str]] = ()) -> None:
+        """Back to ``point``: a savepoint taken then was rolled back (a bad event, a case locked
+        elsewhere). What was known before it is still true, so the batch keeps its look-ups;
+        the ``(platform, author id)`` identities the rolled-back work may have refreshed in
+        memory are looked up again. After an insert race use :meth:`forget` instead: rows
+        the batch found missing may exist now."""
+        messages, identities, orphans, prefetched, contacts, counts = point
+        self._pending_events.clear()
+        self._messages, self._identities = dict(messages), dict(identities)
+        self._orphans = {key: list(rows) for key, rows in orphans.items()}
+        self._orphans_prefetched = prefetched
+        self._contacts = {key: list(times) for key, times in contacts.items()}
+        for kind, author_id in authors:
+            self._identities.pop(_identity_key(kind, author_id), None)
+        self.restore_counts(counts)
+
     def forget(self) -> None:
         """Drop what was learnt: an event rolled back, so rows it created may not exist."""
+        self._pending_events.clear()
         self._messages.clear()
         self._identities.clear()
         self._orphans.clear()
@@ -337,6 +373,18 @@ class IngestContext:
 
     # --- what the batch creates ---
 
+    def save_events(self, events: list[CaseEvent]) -> None:
+        if self.defer_events:
+            self._pending_events.extend(events)
+        else:
+            CaseEvent.objects.bulk_create(events)
+
+    def flush_events(self) -> None:
+        """Write the case events kept back (``defer_events``) in one statement."""
+        if self._pending_events:
+            pending, self._pending_events = self._pending_events, []
+            CaseEvent.objects.bulk_create(pending)
+
     def remember(self, message: Message) -> None:
         self.messages_created += 1
         contacts = self._contacts.get(message.case.customer_id)
@@ -410,6 +458,8 @@ def _ingest(channel, inbound: InboundMessage, ctx: IngestContext) -> Message | N
 
 
 def _ingest_new(channel, inbound: InboundMessage, ctx: IngestContext) -> Message | None:
+    if inbound.is_echo:
+        ctx.flush_events()
     message = _ingest_echo(channel, inbound) if inbound.is_echo else _ingest_inbound(channel, inbound, ctx)
     if message is not None:
         ctx.remember(message)
@@ -666,7 +716,7 @@ def _store(
             message=message,
         )
     )
-    CaseEvent.objects.bulk_create(events + triage_events)
+    ctx.save_events(events + triage_events)
     _attachments_save(message, inbound)
     # An address or number that is another customer's identity: a suggestion, never a merge.
     identity_suggestions_record(
@@ -688,6 +738,7 @@ def _store(
     if ctx.emits("message.received"):
         webhooks_out.emit("message.received", webhooks_out.message_payload(message))
     if {"priority", "category"} & set(changed) and ctx.escalates(case.department_id):
+        ctx.flush_events()
         escalation.escalate_if_triggered(case=case)
     return message
 
@@ -839,6 +890,7 @@ def _adopt_early_replies(parent: Message, inbound: InboundMessage, ctx: IngestCo
     old_case_of = {o.message_id: o.case_id for o in orphans if o.case_id != parent.case_id}
     if not old_case_of:
         return
+    ctx.flush_events()
     case = parent.case
     moved = list(
         Message.objects.select_related("channel").filter(pk__in=old_case_of).order_by("sent_at", "pk")

@@ -197,6 +197,8 @@ def _parse(event: InboundEvent, channel: Channel | None) -> ParseResult:
 def _ingest_result(channel: Channel, result: ParseResult, context) -> tuple[str, str]:
     for inbound in result.messages:
         ingest.ingest(channel=channel, inbound=inbound, context=context)
+    if result.updates:
+        context.flush_events()  # delivery news may write case events of its own: keep the order
     for update in result.updates:
         if isinstance(update, MessageUpdate):
             ingest.message_update_apply(channel=channel, update=update)
@@ -291,7 +293,7 @@ def _process_batch(limit: int, event_ids: list[int] | None, statuses: tuple[str,
         channels = Channel.objects.select_related("promise__calendar", "department").in_bulk(
             {e.channel_id for e in events if e.channel_id is not None}
         )
-        context = ingest.IngestContext(batch=True)
+        context = ingest.IngestContext(batch=True, defer_events=True)
         parsed: dict[int, ParseResult | Exception] = {}
         for event in events:
             event.channel = channels.get(event.channel_id)
@@ -343,18 +345,31 @@ def _batch_chunk(events: list[InboundEvent], parsed: dict, context) -> dict[int,
     """
     ingestible = [e for e in events if isinstance(parsed[e.pk], ParseResult)]
     if len(ingestible) > 1:
-        counts = context.counts()
+        point = context.checkpoint()
         try:
             with transaction.atomic():
                 done = {e.pk: (*_ingest_result(e.channel, parsed[e.pk], context), False) for e in ingestible}
-        except Exception:  # noqa: BLE001 - each event is run again alone, which records what failed
+                context.flush_events()
+        except IntegrityError:  # another worker stored a row first: what we found missing may exist
             context.forget()
-            context.restore_counts(counts)
+            context.restore_counts(point[-1])
+        except Exception:  # noqa: BLE001 - each event is run again alone, which records what failed
+            context.rollback_to(point, authors=_authors(ingestible, parsed))
         else:
             return {
                 e.pk: done[e.pk] if e.pk in done else _batch_event(e, parsed[e.pk], context) for e in events
             }
     return {e.pk: _batch_event(e, parsed[e.pk], context) for e in events}
+
+
+def _authors(events: list[InboundEvent], parsed: dict) -> list[tuple[str, str]]:
+    return [
+        (m.platform, m.author_id)
+        for e in events
+        if isinstance(parsed[e.pk], ParseResult)
+        for m in parsed[e.pk].messages
+        if m.author_id
+    ]
 
 
 def _batch_event(event: InboundEvent, parsed, context) -> tuple[str, str, bool]:
@@ -366,16 +381,17 @@ def _batch_event(event: InboundEvent, parsed, context) -> tuple[str, str, bool]:
         return InboundEvent.Status.FAILED, f"{type(parsed).__name__}: {parsed}", True
     for attempt in range(1, BATCH_EVENT_TRIES + 1):
         counts = context.counts()
+        point = context.checkpoint()
         try:
             with transaction.atomic():
                 status, note = _ingest_result(event.channel, parsed, context)
+                context.flush_events()
             return status, note, False
         except TRANSIENT_ERRORS as exc:
             if getattr(exc.__cause__, "sqlstate", None) in DEFERRING_SQLSTATES:
                 # Another batch holds a case this event needs: its savepoint is rolled back
                 # (releasing what it locked) and the event waits for the next batch.
-                context.forget()
-                context.restore_counts(counts)
+                context.rollback_to(point, authors=_authors([event], {event.pk: parsed}))
                 return InboundEvent.Status.PENDING, "", False
             raise
         except IntegrityError as exc:
@@ -387,8 +403,7 @@ def _batch_event(event: InboundEvent, parsed, context) -> tuple[str, str, bool]:
                 logger.exception("inbound event %s failed", event.pk)
                 return InboundEvent.Status.FAILED, f"{type(exc).__name__}: {exc}", True
         except Exception as exc:
-            context.forget()
-            context.restore_counts(counts)
+            context.rollback_to(point, authors=_authors([event], {event.pk: parsed}))
             logger.exception("inbound event %s failed", event.pk)
             return InboundEvent.Status.FAILED, f"{type(exc).__name__}: {exc}", True
     return InboundEvent.Status.FAILED, "Not processed.", True  # pragma: no cover

@@ -598,7 +598,7 @@ def test_batch_and_single_event_paths_thread_alike(x_channel):
 
 
 @pytest.mark.parametrize("follow_ups", [2, 5, 12])
-def test_batch_of_follow_ups_costs_four_queries_a_message(x_channel, django_assert_num_queries, follow_ups):
+def test_batch_of_follow_ups_costs_three_queries_a_message(x_channel, django_assert_num_queries, follow_ups):
     for i in range(follow_ups):
         store(x_channel, x_dm_body(f"first{i}", f"80{i}"))
     inbox.inbound_events_process_batch()
@@ -608,14 +608,69 @@ def test_batch_of_follow_ups_costs_four_queries_a_message(x_channel, django_asse
     # Per batch: the events (1), their channels (1), stored messages, identities, early
     # replies and the customers' recent messages (4), triage settings (1), the statuses (1),
     # and here the batch's savepoint (2) inside the test's transaction. Per chunk of ten
-    # events, a savepoint (2). Per message: the customer's recent case, locked (1), case,
-    # message and event (3).
+    # events, a savepoint (2) and the case events of its messages (1). Per message: the
+    # customer's recent case, locked (1), case and message (2).
     chunks = -(-follow_ups // inbox.CHUNK_SIZE)
-    with django_assert_num_queries(10 + 2 * chunks + 4 * follow_ups):
+    with django_assert_num_queries(10 + 3 * chunks + 3 * follow_ups):
         result = inbox.inbound_events_process_batch()
 
     assert result.statuses == {"processed": follow_ups} and result.cases_updated == follow_ups
     assert Case.objects.count() == follow_ups and Message.objects.count() == 2 * follow_ups
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_follow_up_whose_case_another_batch_holds_waits_and_the_rest_go_through(x_channel):
+    from django.db import connections, transaction
+
+    store(x_channel, x_dm_body("held-first", "8900"))
+    inbox.inbound_events_process_batch()
+    case = Case.objects.get()
+    follow_up = store(x_channel, x_dm_body("held-again", "8900", text="any news?"))
+    others = [store(x_channel, x_dm_body(f"free{i}", f"891{i}")) for i in range(12)]
+    held, release = threading.Event(), threading.Event()
+
+    def other_batch():
+        try:
+            with transaction.atomic():
+                Case.objects.select_for_update().get(pk=case.pk)
+                held.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_batch)
+    thread.start()
+    try:
+        assert held.wait(timeout=10)
+        result = inbox.inbound_events_process_batch()
+    finally:
+        release.set()
+        thread.join(timeout=10)
+
+    assert result.statuses == {"processed": 12, "pending": 1}
+    statuses = dict(InboundEvent.objects.values_list("pk", "status"))
+    assert statuses[follow_up.pk] == "pending" and {statuses[e.pk] for e in others} == {"processed"}
+    assert Message.objects.filter(external_id__startswith="free").count() == 12
+    assert inbox.inbound_events_process_batch().statuses == {"processed": 1}
+    assert Message.objects.get(external_id="held-again").case_id == case.pk
+
+
+def test_batch_writes_each_message_s_case_events_in_the_order_of_the_messages(x_channel):
+    bodies = [x_dm_body(f"order{i}", "8800", text=f"message {i}") for i in range(13)]
+    for body in bodies:
+        store(x_channel, body)
+
+    result = inbox.inbound_events_process_batch()
+
+    assert result.statuses == {"processed": 13}
+    case = Case.objects.get()
+    events = list(case.events.order_by("id").values_list("kind", "message__external_id"))
+    assert events[0] == ("created", None)
+    # each message's events (its own, then triage's) come after the previous message's
+    in_order = [m for kind, m in events if m]
+    assert list(dict.fromkeys(in_order)) == [f"order{i}" for i in range(13)]
+    assert in_order == sorted(in_order, key=lambda m: int(m.removeprefix("order")))
+    assert Message.objects.filter(case=case).count() == 13
 
 
 # --- moving a public conversation to a private channel ----------------------------------------
