@@ -285,9 +285,13 @@ def _http(args, database_url: str, redis_url: str, session: str) -> dict:
         measuring.set()
         started = time.perf_counter()
         load_before = os.getloadavg()[0]
+        pids = [process.process.pid for process in processes]
+        cpu_before, client_cpu_before = _cpu_seconds(pids), time.process_time()
         time.sleep(args.seconds)
         measuring.clear()
         elapsed = time.perf_counter() - started
+        server_cpu = _cpu_seconds(pids) - cpu_before
+        client_cpu = time.process_time() - client_cpu_before
         stop.set()
         for thread in threads:
             thread.join(timeout=35)
@@ -303,8 +307,23 @@ def _http(args, database_url: str, redis_url: str, session: str) -> dict:
         "errors": len(errors),
         "first_errors": errors[:5],
         "load_average_1m_at_start": round(load_before, 2),
+        # CPU the daphne processes spent per request (PostgreSQL's share not included): with the
+        # machine shared, requests/s says how much CPU we got; this says what a request costs.
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, len(seconds)), 1),
+        "client_cpu_seconds": round(client_cpu, 1),
+        "server_cpu_seconds": round(server_cpu, 1),
         **_stats(seconds or [0.0]),
     }
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes ``pids`` (all their threads) have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 def _print(report: dict) -> None:
@@ -322,6 +341,10 @@ def _print(report: dict) -> None:
         f"  HTTP queue first page, {h['server']}, {h['clients']} clients for {h['seconds']} s:"
         f" {h['requests_per_second']} requests/s, p50 {h['p50_ms']} ms, p95 {h['p95_ms']} ms,"
         f" {h['errors']} errors (1-minute load average {h['load_average_1m_at_start']} at the start)"
+    )
+    print(
+        f"  daphne CPU {h['server_cpu_ms_per_request']} ms per request ({h['server_cpu_seconds']} s in all;"
+        f" the clients used {h['client_cpu_seconds']} s, PostgreSQL is not counted)"
     )
 
 
