@@ -591,6 +591,7 @@ def _process_worker(processor: str, batch: int, out) -> None:
         return execute(sql, params, many, context)
 
     events = retries = deferred = 0
+    reruns: dict[str, int] = {}
     with connection.execute_wrapper(count):
         if processor == "batch":
             while True:
@@ -603,6 +604,8 @@ def _process_worker(processor: str, batch: int, out) -> None:
                     break
                 events += done.events - done.statuses.get("pending", 0)
                 deferred += done.statuses.get("pending", 0)
+                for cause, count in done.reruns.items():
+                    reruns[cause] = reruns.get(cause, 0) + count
         else:
             while True:
                 ids = list(
@@ -623,6 +626,7 @@ def _process_worker(processor: str, batch: int, out) -> None:
             "events": events,
             "retries": retries,
             "deferred": deferred,
+            "reruns": reruns,
             "python_cpu": cpu[0],
             "postgres_cpu": cpu[1],
         }
@@ -688,6 +692,11 @@ def process(processor: str, workers: int, batch: int) -> dict:
         else None,
         "batches_retried": sum(r.get("retries", 0) for r in results),
         "events_deferred": sum(r.get("deferred", 0) for r in results),
+        # Chunks of ten events rolled back and run again one by one, by cause.
+        "chunks_rerun": {
+            cause: sum(r["reruns"].get(cause, 0) for r in results)
+            for cause in sorted({c for r in results for c in r["reruns"]})
+        },
         "event_statuses": statuses,
     }
 

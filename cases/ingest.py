@@ -185,6 +185,8 @@ class IngestContext:
         self._identities: dict[tuple[str, str], Identity | None] = {}
         self._orphans: dict[str, list[_Orphan]] = {}
         self._orphans_prefetched = False
+        # Ids whose prefetched early replies may be stale (see rollback_to): looked up again.
+        self._orphans_stale: set[str] = set()
         self._channels: dict[int, object] = {}
         self._settings: TriageSettings | None = None
         self._escalating: set[int] | None = None
@@ -272,13 +274,23 @@ class IngestContext:
             self.counts(),
         )
 
-    def rollback_to(self, point: tuple, *, authors: list[tuple[str, str]] = ()) -> None:
+    def rollback_to(
+        self,
+        point: tuple,
+        *,
+        authors: list[tuple[str, str]] = (),
+        messages: list[tuple[int, str]] = (),
+    ) -> None:
         """Back to ``point``: a savepoint taken then was rolled back (a bad event, a case locked
-        elsewhere). What was known before it is still true, so the batch keeps its look-ups;
-        the ``(platform, author id)`` identities the rolled-back work may have refreshed in
-        memory are looked up again. After an insert race use :meth:`forget` instead: rows
-        the batch found missing may exist now."""
-        messages, identities, orphans, prefetched, contacts, counts = point
+        elsewhere, an insert race). What was known before it is still true of everything
+        else, so the batch keeps its look-ups; what the rolled-back messages touched is
+        looked up again: their authors' identities (``(platform, author id)``: they may have
+        been refreshed in memory, or stored meanwhile by another worker) and their
+        ``(channel id, platform id)`` with the replies waiting for them (another worker may
+        have stored either)."""
+        stored, identities, orphans, prefetched, contacts, counts = point
+        messages_touched = messages
+        messages = stored
         self._pending_events.clear()
         self._messages, self._identities = dict(messages), dict(identities)
         self._orphans = {key: list(rows) for key, rows in orphans.items()}
@@ -286,6 +298,10 @@ class IngestContext:
         self._contacts = {key: list(times) for key, times in contacts.items()}
         for kind, author_id in authors:
             self._identities.pop(_identity_key(kind, author_id), None)
+        for key in messages_touched:
+            self._messages.pop(key, None)
+            self._orphans.pop(key[1], None)
+            self._orphans_stale.add(key[1])
         self.restore_counts(counts)
 
     def forget(self) -> None:
@@ -315,7 +331,10 @@ class IngestContext:
 
     def orphans(self, external_id: str) -> list[_Orphan]:
         """Stored replies to ``external_id`` that arrived before it (any channel)."""
-        if external_id not in self._orphans and not self._orphans_prefetched:
+        if external_id not in self._orphans and (
+            not self._orphans_prefetched or external_id in self._orphans_stale
+        ):
+            self._orphans_stale.discard(external_id)
             self._orphans[external_id] = [
                 _Orphan(*row)
                 for row in Message.objects.filter(in_reply_to_external_id=external_id, reply_to__isnull=True)

@@ -236,6 +236,9 @@ class BatchResult:
     failures: list[tuple[int, str]] = field(default_factory=list)
     # The batch was full: more events may be waiting.
     more: bool = False
+    # Chunks rolled back and run again event by event, by cause ("race": an insert race
+    # with another worker; "error": anything else, a case locked elsewhere included).
+    reruns: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
         return {
@@ -246,6 +249,7 @@ class BatchResult:
             "cases_updated": self.cases_updated,
             "failures": [{"event": pk, "error": error} for pk, error in self.failures],
             "more": self.more,
+            "reruns": dict(self.reruns),
         }
 
 
@@ -312,7 +316,7 @@ def _process_batch(limit: int, event_ids: list[int] | None, statuses: tuple[str,
         now = timezone.now()
         results: dict[int, tuple[str, str, bool]] = {}
         for start in range(0, len(events), CHUNK_SIZE):
-            results.update(_batch_chunk(events[start : start + CHUNK_SIZE], parsed, context))
+            results.update(_batch_chunk(events[start : start + CHUNK_SIZE], parsed, context, outcome.reruns))
         finished: dict[tuple[str, str, bool], list[int]] = defaultdict(list)
         for event in events:
             status, note, failed = results[event.pk]
@@ -335,7 +339,9 @@ def _process_batch(limit: int, event_ids: list[int] | None, statuses: tuple[str,
     return outcome
 
 
-def _batch_chunk(events: list[InboundEvent], parsed: dict, context) -> dict[int, tuple[str, str, bool]]:
+def _batch_chunk(
+    events: list[InboundEvent], parsed: dict, context, reruns: Counter
+) -> dict[int, tuple[str, str, bool]]:
     """Ingest a few events of a batch in one savepoint; ``{event id: (status, note, failed)}``.
 
     The common case, every event going through, costs one savepoint for the chunk instead
@@ -350,11 +356,9 @@ def _batch_chunk(events: list[InboundEvent], parsed: dict, context) -> dict[int,
             with transaction.atomic():
                 done = {e.pk: (*_ingest_result(e.channel, parsed[e.pk], context), False) for e in ingestible}
                 context.flush_events()
-        except IntegrityError:  # another worker stored a row first: what we found missing may exist
-            context.forget()
-            context.restore_counts(point[-1])
-        except Exception:  # noqa: BLE001 - each event is run again alone, which records what failed
-            context.rollback_to(point, authors=_authors(ingestible, parsed))
+        except Exception as exc:  # noqa: BLE001 - each event is run again alone, which records what failed
+            reruns["race" if isinstance(exc, IntegrityError) else "error"] += 1
+            context.rollback_to(point, **_touched(ingestible, parsed))
         else:
             return {
                 e.pk: done[e.pk] if e.pk in done else _batch_event(e, parsed[e.pk], context) for e in events
@@ -362,14 +366,18 @@ def _batch_chunk(events: list[InboundEvent], parsed: dict, context) -> dict[int,
     return {e.pk: _batch_event(e, parsed[e.pk], context) for e in events}
 
 
-def _authors(events: list[InboundEvent], parsed: dict) -> list[tuple[str, str]]:
-    return [
-        (m.platform, m.author_id)
+def _touched(events: list[InboundEvent], parsed: dict) -> dict[str, list]:
+    """The authors and messages of ``events``: what ``IngestContext.rollback_to`` looks up again."""
+    messages = [
+        (e.channel_id, m)
         for e in events
         if isinstance(parsed[e.pk], ParseResult)
         for m in parsed[e.pk].messages
-        if m.author_id
     ]
+    return {
+        "authors": [(m.platform, m.author_id) for _, m in messages if m.author_id],
+        "messages": [(channel_id, m.external_id) for channel_id, m in messages if m.external_id],
+    }
 
 
 def _batch_event(event: InboundEvent, parsed, context) -> tuple[str, str, bool]:
@@ -380,7 +388,6 @@ def _batch_event(event: InboundEvent, parsed, context) -> tuple[str, str, bool]:
         logger.error("inbound event %s could not be parsed", event.pk, exc_info=parsed)
         return InboundEvent.Status.FAILED, f"{type(parsed).__name__}: {parsed}", True
     for attempt in range(1, BATCH_EVENT_TRIES + 1):
-        counts = context.counts()
         point = context.checkpoint()
         try:
             with transaction.atomic():
@@ -391,19 +398,18 @@ def _batch_event(event: InboundEvent, parsed, context) -> tuple[str, str, bool]:
             if getattr(exc.__cause__, "sqlstate", None) in DEFERRING_SQLSTATES:
                 # Another batch holds a case this event needs: its savepoint is rolled back
                 # (releasing what it locked) and the event waits for the next batch.
-                context.rollback_to(point, authors=_authors([event], {event.pk: parsed}))
+                context.rollback_to(point, **_touched([event], {event.pk: parsed}))
                 return InboundEvent.Status.PENDING, "", False
             raise
         except IntegrityError as exc:
             # Another worker stored the same message or identity first: what we looked up
-            # is stale. Forget it and try again; the retry finds the winner's rows.
-            context.forget()
-            context.restore_counts(counts)
+            # for this event is stale. Look it up again; the retry finds the winner's rows.
+            context.rollback_to(point, **_touched([event], {event.pk: parsed}))
             if attempt == BATCH_EVENT_TRIES:
                 logger.exception("inbound event %s failed", event.pk)
                 return InboundEvent.Status.FAILED, f"{type(exc).__name__}: {exc}", True
         except Exception as exc:
-            context.rollback_to(point, authors=_authors([event], {event.pk: parsed}))
+            context.rollback_to(point, **_touched([event], {event.pk: parsed}))
             logger.exception("inbound event %s failed", event.pk)
             return InboundEvent.Status.FAILED, f"{type(exc).__name__}: {exc}", True
     return InboundEvent.Status.FAILED, "Not processed.", True  # pragma: no cover

@@ -655,6 +655,30 @@ def test_a_follow_up_whose_case_another_batch_holds_waits_and_the_rest_go_throug
     assert Message.objects.get(external_id="held-again").case_id == case.pk
 
 
+def test_an_identity_another_worker_stored_meanwhile_is_found_and_the_chunk_runs_again(
+    x_channel, monkeypatch
+):
+    from customers import services as customer_services
+
+    events = [store(x_channel, x_dm_body(f"race{i}", f"870{i}")) for i in range(4)]
+    prefetch = ingest.IngestContext.prefetch
+
+    def then_another_worker_stores_one(self, items):
+        prefetch(self, items)  # the batch learns that author 8702 is new...
+        customer_services.identity_create(kind="x", platform_id="8702", handle="p8702")  # ...too late
+
+    monkeypatch.setattr(ingest.IngestContext, "prefetch", then_another_worker_stores_one)
+
+    result = inbox.inbound_events_process_batch()
+
+    assert result.statuses == {"processed": 4} and result.reruns == {"race": 1}
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Identity.objects.filter(platform_id="8702").count() == 1
+    raced = Message.objects.get(external_id="race2")
+    assert raced.identity.handle == "p8702" and raced.case.customer_id == raced.identity.customer_id
+    assert Message.objects.count() == len(events) and Customer.objects.count() == 4
+
+
 def test_batch_writes_each_message_s_case_events_in_the_order_of_the_messages(x_channel):
     bodies = [x_dm_body(f"order{i}", "8800", text=f"message {i}") for i in range(13)]
     for body in bodies:
