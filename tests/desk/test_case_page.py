@@ -314,3 +314,16 @@ def test_other_cases_are_the_newest_visible_ones(desk, agent, outsider, channels
     assert hidden not in page.other_cases
     assert selectors.case_page(user=outsider, reference=case.reference) is None
     assert selectors.case_page(user=agent, reference="C-NOPE2") is None
+
+
+def test_an_admin_sees_the_customer_s_cases_in_every_department(channels, other_department):
+    admin = factories.UserFactory(username="root", is_staff=True)
+    case = open_case(channel=channels["x"])
+    elsewhere = services.case_open(customer=case.customer, department=other_department)
+    unrelated = open_case(channel=channels["x"])
+
+    page = selectors.case_page(user=admin, reference=case.reference)
+
+    assert page.case == case
+    assert page.other_cases == [elsewhere]
+    assert unrelated not in page.other_cases
