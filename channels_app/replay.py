@@ -6,6 +6,12 @@ so; the consumer replays from here every event after it that the user may see (b
 :func:`cases.permissions.visible_cases_q`), oldest first, as the live event it was. A gap
 larger than ``REPLAY_LIMIT`` is not replayed: the page is told to refetch the region.
 
+Ids are handed out at INSERT, not at COMMIT: when two transactions overlap, the one with
+the smaller id can commit second. Live, its push still reaches the page (desk.js skips only
+a push older than what the same row or region already shows); but a page that reconnects
+in that instant, with a number past it, is not replayed it. Services' transactions last
+milliseconds, so the window is that short; the next event on the case re-renders its row.
+
 Called through ``database_sync_to_async`` from :mod:`channels_app.consumers`; reads only.
 """
 
