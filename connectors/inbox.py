@@ -19,18 +19,22 @@ per-event path, and one commit per batch instead of one per event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from asgiref.sync import async_to_sync, sync_to_async
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Least
 from django.utils import timezone
 
 from cases import ingest
+from customers.identifiers import normalize_platform_id
 
 from .base import MessageUpdate, ParseError, ParseResult
 from .models import Channel, InboundEvent
@@ -305,18 +309,23 @@ def _process_batch(limit: int, event_ids: list[int] | None, statuses: tuple[str,
                 parsed[event.pk] = _parse(event, event.channel)
             except Exception as exc:  # noqa: BLE001 - recorded on the event
                 parsed[event.pk] = exc
+        held = _authors_held_elsewhere(events, parsed)
+        active = [e for e in events if e.pk not in held]
         context.prefetch(
             [
                 (e.channel, m)
-                for e in events
+                for e in active
                 if isinstance(parsed[e.pk], ParseResult)
                 for m in parsed[e.pk].messages
             ]
         )
         now = timezone.now()
-        results: dict[int, tuple[str, str, bool]] = {}
-        for start in range(0, len(events), CHUNK_SIZE):
-            results.update(_batch_chunk(events[start : start + CHUNK_SIZE], parsed, context, outcome.reruns))
+        # Deferred: another batch is writing for the same author; the next batch takes them.
+        results: dict[int, tuple[str, str, bool]] = {
+            pk: (InboundEvent.Status.PENDING, "", False) for pk in held
+        }
+        for start in range(0, len(active), CHUNK_SIZE):
+            results.update(_batch_chunk(active[start : start + CHUNK_SIZE], parsed, context, outcome.reruns))
         finished: dict[tuple[str, str, bool], list[int]] = defaultdict(list)
         for event in events:
             status, note, failed = results[event.pk]
@@ -337,6 +346,46 @@ def _process_batch(limit: int, event_ids: list[int] | None, statuses: tuple[str,
         outcome.cases_created = len(context.cases_created)
         outcome.cases_updated = len(context.cases_updated - context.cases_created)
     return outcome
+
+
+def author_lock_key(platform: str, author_id: str) -> int:
+    """The advisory lock key of one author (a signed 64-bit digest of the normalised id)."""
+    with contextlib.suppress(ValidationError):
+        author_id = normalize_platform_id(platform, author_id)
+    digest = hashlib.blake2b(f"{platform}:{author_id}".encode(), digest_size=8, person=b"caseline-author")
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _authors_held_elsewhere(events: list[InboundEvent], parsed: dict) -> set[int]:
+    """Claim the authors of the batch's messages for this transaction; the ids of the events
+    one of whose authors another batch has claimed.
+
+    Two batches writing for the same author at once collide: both create the new
+    customer's identity (the second waits for the first to commit, then fails and runs
+    again) or one finds the case locked. So a batch takes a transaction-scoped advisory
+    lock per author, all in one statement and without waiting, and leaves the events of
+    authors another batch holds for its next batch, untouched. PostgreSQL only.
+    """
+    if connection.vendor != "postgresql":
+        return set()
+    keys_of = {
+        e.pk: {
+            author_lock_key(m.platform, m.author_id)
+            for m in parsed[e.pk].messages
+            if m.author_id and not m.is_echo
+        }
+        for e in events
+        if isinstance(parsed[e.pk], ParseResult)
+    }
+    keys = sorted(set().union(*keys_of.values()))
+    if not keys:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT k FROM unnest(%s::bigint[]) AS k WHERE NOT pg_try_advisory_xact_lock(k)", [keys]
+        )
+        taken = {row[0] for row in cursor.fetchall()}
+    return {pk for pk, own in keys_of.items() if own & taken}
 
 
 def _batch_chunk(

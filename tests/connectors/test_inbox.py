@@ -605,13 +605,14 @@ def test_batch_of_follow_ups_costs_three_queries_a_message(x_channel, django_ass
     for i in range(follow_ups):
         store(x_channel, x_dm_body(f"again{i}", f"80{i}", text="any news?"))
 
-    # Per batch: the events (1), their channels (1), stored messages, identities, early
-    # replies and the customers' recent messages (4), triage settings (1), the statuses (1),
+    # Per batch: the events (1), their channels (1), the authors' advisory locks (1), stored
+    # messages, identities, early replies and the customers' recent messages (4), triage
+    # settings (1), the statuses (1),
     # and here the batch's savepoint (2) inside the test's transaction. Per chunk of ten
     # events, a savepoint (2) and the case events of its messages (1). Per message: the
     # customer's recent case, locked (1), case and message (2).
     chunks = -(-follow_ups // inbox.CHUNK_SIZE)
-    with django_assert_num_queries(10 + 3 * chunks + 3 * follow_ups):
+    with django_assert_num_queries(11 + 3 * chunks + 3 * follow_ups):
         result = inbox.inbound_events_process_batch()
 
     assert result.statuses == {"processed": follow_ups} and result.cases_updated == follow_ups
@@ -677,6 +678,42 @@ def test_an_identity_another_worker_stored_meanwhile_is_found_and_the_chunk_runs
     raced = Message.objects.get(external_id="race2")
     assert raced.identity.handle == "p8702" and raced.case.customer_id == raced.identity.customer_id
     assert Message.objects.count() == len(events) and Customer.objects.count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_of_an_author_another_batch_holds_wait_for_the_next_batch(x_channel):
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks need PostgreSQL")
+    busy = [store(x_channel, x_dm_body(f"busy{i}", "8600")) for i in range(2)]
+    free = [store(x_channel, x_dm_body(f"calm{i}", f"861{i}")) for i in range(3)]
+    held, release = threading.Event(), threading.Event()
+
+    def other_batch():  # another worker is writing for author 8600
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [inbox.author_lock_key("x", "8600")])
+                held.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_batch)
+    thread.start()
+    try:
+        assert held.wait(timeout=10)
+        result = inbox.inbound_events_process_batch()
+    finally:
+        release.set()
+        thread.join(timeout=10)
+
+    assert result.statuses == {"processed": 3, "pending": 2} and result.reruns == {}
+    statuses = dict(InboundEvent.objects.values_list("pk", "status"))
+    assert {statuses[e.pk] for e in busy} == {"pending"} and {statuses[e.pk] for e in free} == {"processed"}
+    assert not Identity.objects.filter(platform_id="8600").exists()
+    assert inbox.inbound_events_process_batch().statuses == {"processed": 2}
+    assert Case.objects.get(messages__external_id="busy0") == Case.objects.get(messages__external_id="busy1")
 
 
 def test_batch_writes_each_message_s_case_events_in_the_order_of_the_messages(x_channel):
