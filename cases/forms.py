@@ -201,6 +201,39 @@ class MovePrivateForm(forms.Form):
     )
 
 
+class CustomerMergeForm(forms.Form):
+    """Merge another customer into the one on the page: which one, and a deliberate yes."""
+
+    source = forms.CharField(
+        label="Customer number",
+        max_length=20,
+        help_text="The number of the customer to merge into this one, as on their page (#123).",
+    )
+    confirm = forms.BooleanField(
+        label="Confirm",
+        error_messages={"required": "Tick the box to confirm: their identities and cases move here."},
+    )
+
+    def __init__(self, *args, target=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.target = target
+
+    def clean_source(self) -> int:
+        raw = self.cleaned_data["source"].strip().lstrip("#").strip()
+        if not raw.isdigit() or int(raw) < 1:
+            raise forms.ValidationError("Enter a customer number, such as 123.")
+        number = int(raw)
+        if self.target is not None and number == self.target.pk:
+            raise forms.ValidationError("That is this customer; enter the number of the other one.")
+        return number
+
+
+class CustomerUnmergeForm(forms.Form):
+    """Undo a customer's merge: why, on the record of every case that moves back."""
+
+    reason = _reason()
+
+
 class TakeOverForm(forms.Form):
     reason = forms.CharField(label="Reason", required=False, max_length=500)
 

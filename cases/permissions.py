@@ -101,6 +101,17 @@ def can_merge_customers(user) -> bool:
     return role_of(user) in ("supervisor", "admin")
 
 
+def can_link_identities(user) -> bool:
+    """Link an identity to a customer, accept or dismiss a suggested link: anyone with a role.
+
+    Which customers (and suggestions) they may do it for is which customers they see
+    (``cases.selectors.customer_for_page``, the API's ``visible_customers``): an agent who
+    sees the customer. A link moves one identity and never merges customers, so it needs
+    no supervisor.
+    """
+    return role_of(user) != "none"
+
+
 def can_export_customer(user, customer) -> bool:
     """Admins export anyone; supervisors a customer with a case they can see. The bundle is
     complete either way (a subject access request answered in part is not answered)."""

@@ -15,6 +15,7 @@ from django.db.models import Case as DbCase
 from django.db.models import (
     CharField,
     Count,
+    Exists,
     F,
     FilteredRelation,
     Min,
@@ -29,7 +30,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Lower, NullIf, Substr
 
 from customers.identifiers import normalize_platform_id
-from customers.models import Customer, Identity
+from customers.models import Customer, CustomerMerge, Identity, IdentitySuggestion
 
 from . import permissions
 from .models import (
@@ -324,7 +325,15 @@ def case_page(*, user, reference: str, others: int = OTHER_CASES_LIMIT) -> CaseP
     rows = list(
         Case.objects.filter(Q(reference=reference) | (Q(customer_id=customer) & Q(pk__in=visible)))
         .select_related("customer", "department", "assignee", "last_channel", "origin_channel")
-        .annotate(is_page_case=DbCase(When(reference=reference, then=Value(1)), default=Value(0)))
+        .annotate(
+            is_page_case=DbCase(When(reference=reference, then=Value(1)), default=Value(0)),
+            # The customer panel's notice: links waiting for an agent (the partial index of open ones).
+            customer_has_suggestions=Exists(
+                IdentitySuggestion.objects.filter(
+                    customer_id=OuterRef("customer_id"), status=IdentitySuggestion.Status.OPEN
+                )
+            ),
+        )
         .order_by("-is_page_case", "-created_at", "-id")[: others + 1]
     )
     if not rows or rows[0].reference != reference or not permissions.can_view_case(user, rows[0]):
@@ -830,11 +839,16 @@ def case_actions_context(*, user, case: Case, timeline: list[Message] | None = N
 
 
 def customer_for_page(*, user, customer_id: int) -> Customer | None:
-    """The customer, or None when ``user`` may see none of their cases (admins see everyone)."""
+    """The customer, or None when ``user`` may see none of their cases (admins see everyone).
+
+    A customer merged into another has no cases left: whoever sees a case of the customer it
+    was merged into sees it too, so that the merge can be read and undone from its page.
+    """
     customer = Customer.objects.select_related("merged_into").filter(pk=customer_id).first()
     if customer is None or permissions.is_admin(user):
         return customer
-    if not Case.objects.filter(permissions.visible_cases_q(user), customer_id=customer.pk).exists():
+    owners = [customer.pk, *([customer.merged_into_id] if customer.merged_into_id else [])]
+    if not Case.objects.filter(permissions.visible_cases_q(user), customer_id__in=owners).exists():
         return None
     return customer
 
@@ -860,6 +874,63 @@ def customer_identities_with_provenance(*, customer: Customer) -> list[Identity]
             "kind", "handle", "platform_id"
         )
     ]
+
+
+CUSTOMER_SUGGESTIONS_LIMIT = 50
+
+
+def customer_suggestions(
+    *, user, customer: Customer, limit: int = CUSTOMER_SUGGESTIONS_LIMIT
+) -> list[IdentitySuggestion]:
+    """The customer's open identity suggestions (the newest ``limit``), in one query.
+
+    Each comes with the identity it matched and that identity's customer, and is annotated
+    with ``source_case`` (the reference of the case whose message held the address or
+    number, when ``user`` sees that case, else None), ``source_sent_at`` (when that
+    message was written) and ``other_visible`` (whether ``user`` sees the customer the
+    identity belongs to now: the page names them only then).
+    """
+    visible = Case.objects.filter(permissions.visible_cases_q(user))
+    source = Message.objects.filter(pk=OuterRef("source_message_id")).order_by()
+    return list(
+        IdentitySuggestion.objects.filter(customer_id=customer.pk, status=IdentitySuggestion.Status.OPEN)
+        .select_related("identity__customer")
+        .annotate(
+            source_case=Subquery(source.filter(case__in=visible.values("pk")).values("case__reference")[:1]),
+            source_sent_at=Subquery(source.values("sent_at")[:1]),
+            other_visible=Exists(visible.filter(customer_id=OuterRef("identity__customer_id"))),
+        )
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def customer_suggestion(*, customer: Customer, suggestion_id: int) -> IdentitySuggestion | None:
+    """One suggestion made for ``customer`` (any status), or None."""
+    return IdentitySuggestion.objects.filter(pk=suggestion_id, customer_id=customer.pk).first()
+
+
+@dataclass
+class CustomerMerges:
+    """The customer's merges still in force: the customers merged into it (``merged_in``), and
+    its own merge into another (``merged_away``, or None)."""
+
+    merged_in: list[CustomerMerge]
+    merged_away: CustomerMerge | None
+
+
+def customer_merges(*, customer: Customer) -> CustomerMerges:
+    """Merges in force into or out of ``customer``, with both customers and who merged, in one query."""
+    rows = list(
+        CustomerMerge.objects.filter(
+            Q(target_id=customer.pk) | Q(source_id=customer.pk), undone_at__isnull=True
+        )
+        .select_related("source", "target", "actor")
+        .order_by("-created_at", "-id")
+    )
+    return CustomerMerges(
+        merged_in=[row for row in rows if row.target_id == customer.pk],
+        merged_away=next((row for row in rows if row.source_id == customer.pk), None),
+    )
 
 
 # --- The supervisor board ---------------------------------------------------------------------------

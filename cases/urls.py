@@ -9,6 +9,18 @@ urlpatterns = [
     path("board/", views.board, name="board"),
     path("board/reassign/", views.board_reassign, name="board_reassign"),
     path("customers/<int:pk>/", views.customer_detail, name="customer"),
+    path("customers/<int:pk>/merge/", views.customer_merge, name="customer_merge"),
+    path("customers/<int:pk>/unmerge/", views.customer_unmerge, name="customer_unmerge"),
+    path(
+        "customers/<int:pk>/suggestions/<int:suggestion_id>/accept/",
+        views.customer_suggestion_accept,
+        name="customer_suggestion_accept",
+    ),
+    path(
+        "customers/<int:pk>/suggestions/<int:suggestion_id>/dismiss/",
+        views.customer_suggestion_dismiss,
+        name="customer_suggestion_dismiss",
+    ),
     path("cases/<str:reference>/", views.case_detail, name="case"),
     path("cases/<str:reference>/live/", views.case_live, name="case_live"),
     path("cases/<str:reference>/claim/", views.case_claim, name="case_claim"),

@@ -15,9 +15,9 @@ from cases.models import Case, CaseEvent, Membership
 from tests import factories
 from tests.desk.conftest import crossed_case, minutes_ago, open_case
 
-# session, user, customer, memberships, "may see one of their cases?", identities, cases,
-# departments (the top bar)
-CUSTOMER_QUERIES = 8
+# session, user, customer, memberships, "may see one of their cases?", cases, merges in force,
+# identities, open suggestions, departments (the top bar)
+CUSTOMER_QUERIES = 10
 # session, user, memberships, departments, newest event, the open work per department and agent
 # (one aggregate), members, the picked cases (page ids + rows), reassignment targets (members)
 BOARD_QUERIES = 9
