@@ -480,6 +480,20 @@ def _tree_cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def _servers_cpu_seconds(processes) -> float:
+    """CPU seconds of the server processes and of their child processes (uvicorn's workers)."""
+    pids = {p.process.pid for p in processes}
+    for pid in list(pids):
+        with contextlib.suppress(FileNotFoundError):
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            pids.update(int(c) for c in children)
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += _tree_cpu_seconds(pid)
+    return total
+
+
 def _backend_cpu_seconds() -> float:
     """CPU seconds of every PostgreSQL backend connected to the bench database but this one."""
     from django.db import connection
@@ -496,17 +510,45 @@ def _backend_cpu_seconds() -> float:
     return total
 
 
-def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int) -> dict:
+def _start_uvicorn(env: dict, processes: int) -> tuple[list, int]:
+    """uvicorn (httptools, uvloop) serving config.asgi with ``processes`` workers, for comparison."""
+    from tests.faults import servers as fault_servers
+
+    port = fault_servers.free_port()
+    process = fault_servers.AppProcess(
+        "uvicorn",
+        [
+            sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(processes), "--no-access-log", "--lifespan", "off",
+            "--http", "httptools", "--loop", "uvloop",
+        ],
+        env,
+    )  # fmt: skip
+    fault_servers.wait_for(
+        lambda: fault_servers.port_open(port) or not process.alive(),
+        timeout=60,
+        what="uvicorn to listen",
+    )
+    if not process.alive():
+        raise RuntimeError("uvicorn did not start:\n" + process.output)
+    time.sleep(2)  # let every worker process start
+    return [process], port
+
+
+def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int, server: str = "daphne") -> dict:
     """POST the stream to daphne (``config.asgi:application``, as in production) on 127.0.0.1:
     ``servers`` processes on one socket, ``concurrency`` keep-alive connections from one
-    asyncio client process."""
+    asyncio client process. ``server="uvicorn"`` serves the same app with uvicorn instead."""
     from django.db import connections
 
     from tests.faults import servers as fault_servers
 
     env = {k: v for k, v in os.environ.items()}
     env.update({"FAULTS_ASGI": "config.asgi:application", "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
-    daphnes, port = fault_servers.start_daphne(env, processes=servers, access_log=False)
+    if server == "uvicorn":
+        daphnes, port = _start_uvicorn(env, servers)
+    else:
+        daphnes, port = fault_servers.start_daphne(env, processes=servers, access_log=False)
     try:
         raw = [_raw_request(r) for r in requests]
         # Warm each process up (imports, connections), outside the measurement.
@@ -522,7 +564,7 @@ def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int) -> 
             )
         )
         connections.close_all()
-        server_cpu = sum(_tree_cpu_seconds(p.process.pid) for p in daphnes)
+        server_cpu = _servers_cpu_seconds(daphnes)
         db_cpu = _backend_cpu_seconds()
         connections.close_all()
         ctx = multiprocessing.get_context("fork")
@@ -533,7 +575,7 @@ def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int) -> 
         result = parent.recv()
         proc.join()
         elapsed = time.perf_counter() - began
-        server_cpu = sum(_tree_cpu_seconds(p.process.pid) for p in daphnes) - server_cpu
+        server_cpu = _servers_cpu_seconds(daphnes) - server_cpu
         db_cpu = _backend_cpu_seconds() - db_cpu
         connections.close_all()
     finally:
@@ -543,6 +585,7 @@ def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int) -> 
     n = len(requests)
     return {
         "webhooks": n,
+        "server": server,
         "servers": servers,
         "concurrency": concurrency,
         "seconds": round(elapsed, 2),
@@ -710,11 +753,15 @@ def run_round(label: str, args, *, seed: int) -> dict:
     load_before = os.getloadavg()[0]
     if args.ack_via == "daphne":
         ack = acknowledge_daphne(requests, args.ack_servers, args.ack_concurrency)
+    elif args.ack_via == "uvicorn":
+        ack = acknowledge_daphne(requests, args.ack_servers, args.ack_concurrency, server="uvicorn")
     else:
         ack = acknowledge(requests, args.ack_workers)
     ack["load_average_1m_before"] = round(load_before, 2)
     print(f"[{label}] acknowledged: {json.dumps(ack)}", flush=True)
     _purge_queue()
+    if args.ack_only:
+        return {"acknowledged": ack}
     load_before = os.getloadavg()[0]
     done = process(args.processor, args.workers, args.batch)
     done["load_average_1m_before"] = round(load_before, 2)
@@ -736,9 +783,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
     parser.add_argument(
         "--ack-via",
-        choices=["daphne", "client"],
+        choices=["daphne", "uvicorn", "client"],
         default="daphne",
-        help="daphne: HTTP to daphne serving config.asgi (production); client: Django's test Client in-process.",
+        help=(
+            "daphne: HTTP to daphne serving config.asgi (production); uvicorn: the same app on uvicorn "
+            "(httptools, uvloop; must be installed), for comparison; client: Django's test Client in-process."
+        ),
     )
     parser.add_argument("--ack-servers", type=int, default=2, help="daphne processes (--ack-via daphne).")
     parser.add_argument(
@@ -751,6 +801,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-cases", type=int, default=100_000)
     parser.add_argument("--no-load", action="store_true", help="Skip the round over 1,000,000 messages.")
     parser.add_argument("--keep", action="store_true", help="Keep the throwaway database.")
+    parser.add_argument(
+        "--ack-only", action="store_true", help="Measure acknowledgement only (implies --no-load)."
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
@@ -798,8 +851,8 @@ def main(argv: list[str] | None = None) -> int:
         "mix": MIX,
         "reply_share": 0.3,
         "ack_method": (
-            f"HTTP/1.1 keep-alive to {args.ack_servers} daphne processes serving config.asgi:application"
-            if args.ack_via == "daphne"
+            f"HTTP/1.1 keep-alive to {args.ack_servers} {args.ack_via} processes serving config.asgi:application"
+            if args.ack_via != "client"
             else "django.test.Client in-process (full middleware, URL routing, view)"
         ),
     }
@@ -810,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
             report["machine"]["postgresql"] = cursor.fetchone()[0]
         _channels()
         report["empty"] = run_round("e", args, seed=args.seed)
-        if not args.no_load:
+        if not (args.no_load or args.ack_only):
             began = time.perf_counter()
             call_command("generate_load", cases=args.load_cases, verbosity=0)
             from cases.models import Message
