@@ -31,7 +31,7 @@ from cases.models import (
 )
 from connectors.models import ApiToken, Channel, WebhookDelivery, WebhookEvent, WebhookSubscription
 from customers.identifiers import normalize_platform_id
-from customers.models import Customer, Identity
+from customers.models import Customer, Identity, IdentitySuggestion
 
 MAX_IDS = 100
 MAX_ID = 2**63 - 1
@@ -219,6 +219,19 @@ class CustomerFilterSet(filters.FilterSet):
             "customer_id"
         )
         return queryset.filter(Q(name__icontains=value) | Q(pk__in=matching))
+
+
+class IdentitySuggestionFilterSet(filters.FilterSet):
+    id = IdFilter(field_name="id")
+    customer_id = IdFilter(field_name="customer_id", label="The customer who wrote the address or number")
+    identity_id = IdFilter(field_name="identity_id", label="The identity it matched")
+    status = ChoicesFilter(choices=IdentitySuggestion.Status.choices)
+    created_after = TimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = TimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = IdentitySuggestion
+        fields: list[str] = []
 
 
 class IdentityFilterSet(filters.FilterSet):

@@ -48,6 +48,15 @@ class CanMergeCustomers(BasePermission):
         return permissions.can_merge_customers(request.user)
 
 
+class CanLinkIdentities(BasePermission):
+    """Link identities, accept or dismiss suggested links (for customers the user sees)."""
+
+    message = "Only members of a department link identities."
+
+    def has_permission(self, request, view) -> bool:
+        return permissions.can_link_identities(request.user)
+
+
 class SessionOnly(BasePermission):
     """Token management needs the signed-in person, not a token: a leaked key cannot mint more."""
 

@@ -23,7 +23,7 @@ from cases.models import (
     ServicePromise,
 )
 from connectors.models import ApiToken, Channel, WebhookDelivery, WebhookSubscription
-from customers.models import Customer, Identity
+from customers.models import Customer, Identity, IdentitySuggestion
 
 CASE_JOINS = ("customer", "department", "assignee", "origin_channel", "last_channel")
 
@@ -100,6 +100,20 @@ def identity_list(*, user) -> QuerySet[Identity]:
     if permissions.is_admin(user):
         return Identity.objects.all()
     return Identity.objects.filter(customer__in=visible_customers(user=user))
+
+
+def identity_suggestion_list(*, user) -> QuerySet[IdentitySuggestion]:
+    """Suggested links made for the customers ``user`` may see, each with the identity it matched."""
+    suggestions = IdentitySuggestion.objects.select_related("identity")
+    rule = permissions.visible_cases_q(user)
+    if not rule:
+        return suggestions
+    return suggestions.filter(customer_id__in=Case.objects.filter(rule).values("customer_id"))
+
+
+def customer_suggestion_list(*, customer: Customer) -> QuerySet[IdentitySuggestion]:
+    """Every suggested link made for one customer (the caller checked they may see it)."""
+    return IdentitySuggestion.objects.select_related("identity").filter(customer_id=customer.pk)
 
 
 def department_list() -> QuerySet[Department]:

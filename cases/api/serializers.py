@@ -36,7 +36,7 @@ from cases.models import (
     ServicePromise,
 )
 from connectors.models import ApiToken, Channel, WebhookDelivery, WebhookEvent, WebhookSubscription
-from customers.models import Customer, Identity
+from customers.models import Customer, Identity, IdentitySuggestion
 
 User = get_user_model()
 
@@ -116,6 +116,44 @@ class CustomerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Customer
         fields = ("id", "name", "tier", "notes", "merged_into_id", "identities", "created_at", "updated_at")
+        read_only_fields = fields
+
+
+class SuggestedIdentitySerializer(serializers.ModelSerializer):
+    """The identity a suggestion matched: whose it is now and how it was linked (no profile: it may
+    be a customer the reader does not see)."""
+
+    customer_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Identity
+        fields = ("id", "customer_id", "kind", "platform_id", "link_source")
+        read_only_fields = fields
+
+
+class IdentitySuggestionSerializer(serializers.ModelSerializer):
+    """A suggested link: customer ``customer_id`` wrote ``value``, which is ``identity``."""
+
+    customer_id = serializers.IntegerField(read_only=True, help_text="The customer who wrote it.")
+    identity = SuggestedIdentitySerializer(read_only=True)
+    source_message_id = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="The message it was written in."
+    )
+    decided_by_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = IdentitySuggestion
+        fields = (
+            "id",
+            "customer_id",
+            "identity",
+            "value",
+            "source_message_id",
+            "status",
+            "created_at",
+            "decided_at",
+            "decided_by_id",
+        )
         read_only_fields = fields
 
 

@@ -10,6 +10,7 @@ app_name = "api"
 router = SimpleRouter(use_regex_path=False)
 router.register("customers", views.CustomerViewSet, basename="customer")
 router.register("identities", views.IdentityViewSet, basename="identity")
+router.register("identity-suggestions", views.IdentitySuggestionViewSet, basename="identity-suggestion")
 router.register("cases", views.CaseViewSet, basename="case")
 router.register("messages", views.MessageViewSet, basename="message")
 router.register("case-events", views.CaseEventViewSet, basename="case-event")
@@ -26,6 +27,11 @@ router.register("webhooks", views.WebhookSubscriptionViewSet, basename="webhook"
 
 urlpatterns = [
     path("cases/<int:id>/timeline/", views.CaseTimelineView.as_view(), name="case-timeline"),
+    path(
+        "customers/<int:id>/suggestions/",
+        views.CustomerSuggestionsView.as_view(),
+        name="customer-suggestions",
+    ),
     path(
         "webhooks/<int:id>/deliveries/",
         views.WebhookDeliveryListView.as_view(),

@@ -29,12 +29,14 @@ from connectors import api_tokens, webhooks_out
 from connectors.authentication import ApiTokenAuthentication
 from connectors.models import ApiToken, WebhookDelivery
 from customers import services as customer_services
-from customers.models import Customer, Identity
+from customers.errors import CustomerRefused
+from customers.models import Customer, Identity, IdentitySuggestion
 
 from . import filters, selectors, serializers
 from .exceptions import error_body, exception_handler
 from .pagination import CasePagination, KeysetPagination, MessagePagination, NewestFirstPagination
 from .permissions import (
+    CanLinkIdentities,
     CanMergeCustomers,
     CanSeeReports,
     IsAdmin,
@@ -162,6 +164,79 @@ class IdentityViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.identity_list(user=self.request.user)
+
+
+class SuggestionRefused(ServiceError):
+    """A suggested link that cannot be decided as asked: decided already, or its customer was merged
+    into another since (``already_decided`` / ``customer_merged``)."""
+
+    code = "already_decided"
+    status = 409
+
+
+def _decide_suggestion(decide, suggestion) -> None:
+    try:
+        decide(suggestion)
+    except CustomerRefused as exc:
+        code = "already_decided" if exc.field == "suggestion" else "customer_merged"
+        raise SuggestionRefused(exc.reason, code=code) from exc
+
+
+class CustomerSuggestionsView(ApiMixin, generics.ListAPIView):
+    """One customer's suggested links, newest first (``?status=open``: those waiting for an agent)."""
+
+    permission_classes = (IsAuthenticated, IsMember)
+    serializer_class = serializers.IdentitySuggestionSerializer
+    filterset_class = filters.IdentitySuggestionFilterSet
+    pagination_class = NewestFirstPagination
+
+    def get_queryset(self):
+        if self.fake:
+            return IdentitySuggestion.objects.none()
+        customer = get_object_or_404(
+            selectors.visible_customers(user=self.request.user), pk=self.kwargs["id"]
+        )
+        return selectors.customer_suggestion_list(customer=customer)
+
+
+class IdentitySuggestionViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
+    """Suggested links of the customers the user may see: an e-mail address or phone number a
+    customer wrote that is another customer's identity. Nothing is linked until an agent accepts;
+    dismissed, the pair is never suggested again."""
+
+    permission_classes = (IsAuthenticated, IsMember)
+    serializer_class = serializers.IdentitySuggestionSerializer
+    filterset_class = filters.IdentitySuggestionFilterSet
+    pagination_class = NewestFirstPagination
+
+    def get_queryset(self):
+        return selectors.identity_suggestion_list(user=self.request.user)
+
+    def _decided(self, pk: int) -> Response:
+        return Response(self.get_serializer(self.get_queryset().get(pk=pk)).data)
+
+    @extend_schema(request=None, responses={200: serializers.IdentitySuggestionSerializer})
+    @action(detail=True, methods=["post"], permission_classes=(IsAuthenticated, CanLinkIdentities))
+    def accept(self, request, pk=None):
+        """Link the identity to the customer who wrote it (link source ``suggested``, linked by you).
+        The customer it leaves keeps its cases: merging is a separate act."""
+        suggestion = self.get_object()
+        _decide_suggestion(
+            lambda s: customer_services.identity_suggestion_accept(suggestion=s, actor=request.user),
+            suggestion,
+        )
+        return self._decided(suggestion.pk)
+
+    @extend_schema(request=None, responses={200: serializers.IdentitySuggestionSerializer})
+    @action(detail=True, methods=["post"], permission_classes=(IsAuthenticated, CanLinkIdentities))
+    def dismiss(self, request, pk=None):
+        """Not the same person: the identity stays where it is and the pair is not suggested again."""
+        suggestion = self.get_object()
+        _decide_suggestion(
+            lambda s: customer_services.identity_suggestion_dismiss(suggestion=s, actor=request.user),
+            suggestion,
+        )
+        return self._decided(suggestion.pk)
 
 
 # --- Cases ----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from cases import services
 from cases.models import BusinessCalendar, CannedReply, Incident, Membership, ServicePromise
 from connectors import api_tokens
 from connectors.models import WebhookSubscription
+from customers import services as customer_services
 from tests import factories
 
 from .conftest import session_client, token_client
@@ -56,6 +57,17 @@ def _merged_source(w):
     source = _customer_in_social_care(w)
     services.customer_merge(source=source, target=w.customer, actor=None)
     return {"source_id": source.pk, "reason": "Two people after all"}
+
+
+def _suggestion(w):
+    """An open suggestion for the world's customer: they wrote the e-mail address of another
+    customer of Social Care."""
+    other = factories.IdentityFactory(kind="email", platform_id="other.person@example.test")
+    services.case_open(customer=other.customer, channel=w.channel)
+    [suggestion] = customer_services.identity_suggestions_record(
+        customer=w.customer, text="Or write to other.person@example.test", source_message_id=w.message.pk
+    )
+    return suggestion
 
 
 def _monitored_case(w):
@@ -141,6 +153,11 @@ ENDPOINTS = [
     ("post", "/api/v1/customers/{id}/unmerge/", lambda w: w.customer, _merged_source, MERGERS),
     ("get", "/api/v1/customers/{id}/export/", lambda w: w.customer, None, EXPORTERS),
     ("post", "/api/v1/customers/{id}/erase/", _erasable, lambda w: {"confirm": w.erasable.pk}, ERASERS),
+    ("get", "/api/v1/customers/{id}/suggestions/", lambda w: w.customer, None, CASE_READ),
+    ("get", "/api/v1/identity-suggestions/", None, None, MEMBERS_READ),
+    ("get", "/api/v1/identity-suggestions/{id}/", _suggestion, None, CASE_READ),
+    ("post", "/api/v1/identity-suggestions/{id}/accept/", _suggestion, None, CASE_WRITE),
+    ("post", "/api/v1/identity-suggestions/{id}/dismiss/", _suggestion, None, CASE_WRITE),
     ("get", "/api/v1/identities/", None, None, MEMBERS_READ),
     ("get", "/api/v1/identities/{id}/", lambda w: w.identity, None, CASE_READ),
     ("get", "/api/v1/cases/", None, None, MEMBERS_READ),
@@ -426,6 +443,7 @@ def test_endpoint_by_role(world, method, path, setup, body, role, expected):
         ("/api/v1/memberships/", "department_id"),
         ("/api/v1/customers/", "id"),
         ("/api/v1/identities/", "customer_id"),
+        ("/api/v1/identity-suggestions/", "customer_id"),
     ],
 )
 def test_lists_never_show_another_departments_rows(world, path, key):
@@ -437,7 +455,18 @@ def test_lists_never_show_another_departments_rows(world, path, key):
         "/api/v1/memberships/": {world.department.pk},
         "/api/v1/customers/": {world.customer.pk},
         "/api/v1/identities/": {world.customer.pk},
+        "/api/v1/identity-suggestions/": {world.customer.pk},
     }[path]
+    if path == "/api/v1/identity-suggestions/":
+        _suggestion(world)
+        # One of Billing's customers wrote an address too, so agent_b's list is not empty.
+        billing = factories.IdentityFactory(kind="email", platform_id="billing.person@example.test")
+        services.case_open(customer=billing.customer, channel=world.other_channel)
+        writer = services.case_open(
+            customer=factories.CustomerFactory(), channel=world.other_channel
+        ).customer
+        customer_services.identity_suggestions_record(customer=writer, text="billing.person@example.test")
+        rows = session_client(world.agent_b).get(path).json()["results"]
     assert rows, "agent_b sees their own department's rows"
     assert not {row[key] for row in rows} & forbidden
 
