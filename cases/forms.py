@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from connectors.models import Channel
+from customers.models import Identity
 
 from . import selectors
 from .models import Case
@@ -199,6 +200,23 @@ class MovePrivateForm(forms.Form):
     private_channel_kind = forms.ChoiceField(
         label="Continue by", choices=[("dm", "Direct message"), ("email", "E-mail")], initial="dm"
     )
+
+
+class IdentityLinkForm(forms.Form):
+    """Link an identity to the customer on the page, named as an agent knows it."""
+
+    kind = forms.ChoiceField(label="Platform", choices=Identity.Kind.choices)
+    identifier = forms.CharField(
+        label="Handle, address or number",
+        max_length=255,
+        help_text="@handle, e-mail address, phone number or the platform's id.",
+    )
+
+    def clean_identifier(self) -> str:
+        value = self.cleaned_data["identifier"].strip()
+        if not value:
+            raise forms.ValidationError("This field is required.")
+        return value
 
 
 class CustomerMergeForm(forms.Form):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -874,6 +875,26 @@ def customer_identities_with_provenance(*, customer: Customer) -> list[Identity]
             "kind", "handle", "platform_id"
         )
     ]
+
+
+def identity_for_link(*, user, kind: str, value: str) -> Identity | None:
+    """The identity of ``kind`` an agent means by ``value`` (its handle, with or without "@", or its
+    platform id in any spelling), when ``user`` sees its customer; else None (unknown and unseen
+    look alike)."""
+    handle = value.lstrip("@").lower()
+    match = Q(handle_lower__in=[handle, f"@{handle}"])
+    with suppress(ValidationError):  # not an id of that platform: handles only
+        match |= Q(platform_id=normalize_platform_id(kind, value))
+    identity = (
+        Identity.objects.alias(handle_lower=Lower("handle"))
+        .filter(match, kind=kind)
+        .select_related("customer")
+        .order_by("pk")
+        .first()
+    )
+    if identity is None or customer_for_page(user=user, customer_id=identity.customer_id) is None:
+        return None
+    return identity
 
 
 CUSTOMER_SUGGESTIONS_LIMIT = 50

@@ -9,6 +9,7 @@ urlpatterns = [
     path("board/", views.board, name="board"),
     path("board/reassign/", views.board_reassign, name="board_reassign"),
     path("customers/<int:pk>/", views.customer_detail, name="customer"),
+    path("customers/<int:pk>/link/", views.customer_link, name="customer_link"),
     path("customers/<int:pk>/merge/", views.customer_merge, name="customer_merge"),
     path("customers/<int:pk>/unmerge/", views.customer_unmerge, name="customer_unmerge"),
     path(

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from customers import services as customer_services
 from customers.errors import CustomerRefused
-from customers.models import Customer
+from customers.models import Customer, Identity
 
 from . import canned, drafts, escalation, forms, permissions, selectors, services, triage
 from .errors import ServiceError, StaleDraft
@@ -476,6 +476,7 @@ CUSTOMER_FIELDS = {
     "customer": "Customer",
     "suggestion": "Suggestion",
     "reason": "Reason",
+    "identity": "Handle, address or number",
 }
 
 
@@ -492,12 +493,14 @@ def _customer_context(
     *,
     merge_form: forms.CustomerMergeForm | None = None,
     unmerge_form: forms.CustomerUnmergeForm | None = None,
+    link_form: forms.IdentityLinkForm | None = None,
 ) -> dict:
     user = request.user
     cases = selectors.customer_cases(user=user, customer=customer)
     merges = selectors.customer_merges(customer=customer)
     can_merge = permissions.can_merge_customers(user)
     merged_away = customer.merged_into_id is not None
+    can_link = permissions.can_link_identities(user) and not merged_away
     return {
         "customer": customer,
         "identities": selectors.customer_identities_with_provenance(customer=customer),
@@ -507,7 +510,8 @@ def _customer_context(
         "suggestions": selectors.customer_suggestions(user=user, customer=customer),
         "suggestions_limit": selectors.CUSTOMER_SUGGESTIONS_LIMIT,
         # A customer merged away takes no links: they go to the one it was merged into.
-        "can_link": permissions.can_link_identities(user) and not merged_away,
+        "can_link": can_link,
+        "link_form": (link_form or forms.IdentityLinkForm()) if can_link else None,
         "can_merge": can_merge,
         "merged_in": merges.merged_in,
         "merged_away": merges.merged_away,
@@ -617,6 +621,37 @@ def customer_suggestion_dismiss(request: HttpRequest, pk: int, suggestion_id: in
         dismiss,
         allowed=permissions.can_link_identities,
         denied="Only members of a department link identities.",
+    )
+
+
+@login_required
+@require_POST
+def customer_link(request: HttpRequest, pk: int) -> HttpResponse:
+    """Link an identity (of a customer the agent sees) to this customer, as linked by an agent."""
+
+    def link(customer: Customer, data: dict) -> str:
+        identity = selectors.identity_for_link(user=request.user, kind=data["kind"], value=data["identifier"])
+        if identity is None:
+            raise ServiceError(
+                f"No {Identity.Kind(data['kind']).label} identity '{data['identifier']}' that you can see.",
+                field="identity",
+            )
+        if identity.customer_id == customer.pk:
+            raise ServiceError(f"{identity} is already {customer}'s.", field="identity")
+        previous = identity.customer
+        customer_services.identity_link(
+            identity=identity, customer=customer, actor=request.user, source=Identity.LinkSource.AGENT
+        )
+        return f"{identity} is now linked to {customer}; {previous} keeps their cases."
+
+    return _customer_act(
+        request,
+        pk,
+        link,
+        form_class=forms.IdentityLinkForm,
+        allowed=permissions.can_link_identities,
+        denied="Only members of a department link identities.",
+        form_name="link_form",
     )
 
 

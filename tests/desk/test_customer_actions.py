@@ -175,6 +175,91 @@ def test_suggestions_are_reached_through_their_own_customer_only(
     assert client.get(unseen).status_code == 405
 
 
+# --- Linking an identity by hand ----------------------------------------------------------------------
+
+
+def test_agent_links_an_identity_by_handle_as_an_agents_link(client, agent, channel):
+    customer = open_case(channel=channel).customer
+    other_case = open_case(channel=channel)
+    identity = factories.IdentityFactory(
+        customer=other_case.customer, kind="x", platform_id="4242", handle="@dana"
+    )
+    client.force_login(agent)
+
+    response = client.post(
+        reverse("desk:customer_link", args=[customer.pk]), {"kind": "x", "identifier": "DANA"}
+    )
+
+    assert response.status_code == 302
+    identity.refresh_from_db()
+    assert (identity.customer_id, identity.link_source, identity.linked_by) == (
+        customer.pk,
+        Identity.LinkSource.AGENT,
+        agent,
+    )
+    other_case.refresh_from_db()
+    assert other_case.customer_id != customer.pk  # a link moves the identity, not the cases
+    assert "is now linked to" in text_of(client.get(response["Location"]))
+
+
+def test_linking_by_platform_id_in_any_spelling(client, agent, channel):
+    customer = open_case(channel=channel).customer
+    other = open_case(channel=channel).customer
+    phone = factories.IdentityFactory(customer=other, kind="phone", platform_id="+12025550188")
+    client.force_login(agent)
+
+    client.post(
+        reverse("desk:customer_link", args=[customer.pk]), {"kind": "phone", "identifier": "(202) 555-0188"}
+    )
+
+    phone.refresh_from_db()
+    assert phone.customer_id == customer.pk
+
+
+@pytest.mark.parametrize(
+    ("posted", "error"),
+    [
+        (
+            {"kind": "x", "identifier": "@nobody"},
+            "Handle, address or number: No X identity '@nobody' that you can see.",
+        ),
+        (
+            {"kind": "x", "identifier": "@hidden"},
+            "Handle, address or number: No X identity '@hidden' that you can see.",
+        ),
+        ({"kind": "x", "identifier": "@mine"}, "Handle, address or number: X: @mine is already"),
+        ({"kind": "x", "identifier": "  "}, "Handle, address or number: This field is required."),
+        ({"kind": "fax", "identifier": "@mine"}, "Platform: Select a valid choice."),
+    ],
+)
+def test_bad_link_input_names_the_field(client, agent, channel, billing_channel, posted, error):
+    customer = open_case(channel=channel).customer
+    factories.IdentityFactory(customer=customer, kind="x", platform_id="1111", handle="@mine")
+    hidden = open_case(channel=billing_channel).customer
+    hidden_identity = factories.IdentityFactory(
+        customer=hidden, kind="x", platform_id="2222", handle="@hidden"
+    )
+    client.force_login(agent)
+
+    response = client.post(reverse("desk:customer_link", args=[customer.pk]), posted)
+
+    assert response.status_code == 400
+    assert error in text_of(response)
+    hidden_identity.refresh_from_db()
+    assert hidden_identity.customer_id == hidden.pk
+
+
+def test_a_merged_away_customer_offers_no_links(client, supervisor, channel):
+    target, source_case = _two_customers(channel)
+    services.customer_merge(source=source_case.customer, target=target, actor=supervisor)
+    client.force_login(supervisor)
+
+    body = client.get(reverse("desk:customer", args=[source_case.customer_id])).content.decode()
+
+    assert reverse("desk:customer_link", args=[source_case.customer_id]) not in body
+    assert reverse("desk:customer_merge", args=[source_case.customer_id]) not in body
+
+
 # --- Merge and unmerge ---------------------------------------------------------------------------------
 
 
