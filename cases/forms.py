@@ -219,6 +219,10 @@ class IdentityLinkForm(forms.Form):
         return value
 
 
+# Customer ids are 64-bit: a longer number names no one (and the database would refuse it).
+MAX_CUSTOMER_NUMBER = 2**63 - 1
+
+
 class CustomerMergeForm(forms.Form):
     """Merge another customer into the one on the page: which one, and a deliberate yes."""
 
@@ -241,6 +245,8 @@ class CustomerMergeForm(forms.Form):
         if not raw.isdigit() or int(raw) < 1:
             raise forms.ValidationError("Enter a customer number, such as 123.")
         number = int(raw)
+        if number > MAX_CUSTOMER_NUMBER:
+            raise forms.ValidationError(f"There is no customer #{number}.")
         if self.target is not None and number == self.target.pk:
             raise forms.ValidationError("That is this customer; enter the number of the other one.")
         return number

@@ -331,6 +331,7 @@ def test_supervisor_merges_by_number_and_the_cases_record_it(client, supervisor,
             "Customer number: There is no customer #999999 that you can see.",
         ),
         ({"source": "HIDDEN", "confirm": "1"}, "that you can see."),
+        ({"source": "9" * 20, "confirm": "1"}, f"Customer number: There is no customer #{'9' * 20}."),
     ],
 )
 def test_bad_merge_input_names_the_field(client, supervisor, channel, billing_channel, posted, error):
