@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from celery import shared_task
 
 from . import imap, inbox, webhooks_out
 from .models import InboundEvent
 
-# When a batch left events pending (their case was locked elsewhere), the next try comes this much later.
-DEFERRED_RETRY_SECONDS = 1.0
+# When a batch left events pending (their author or case was held by another batch), it tries
+# again this much later, this many times at most (Beat's batch takes whatever is left).
+DEFERRED_RETRY_SECONDS = 0.5
+DEFERRED_TRIES = 3
 
 
 @shared_task(
@@ -53,15 +56,20 @@ def redeliver_webhooks() -> int:
 )
 def process_inbound_batch(limit: int = inbox.BATCH_SIZE) -> dict:
     """Process up to ``limit`` pending inbound events in one transaction; queue the next batch
-    while more wait, and one a second later when events were deferred (a case another
-    transaction held). Webhooks queue it (at most once a second per web process) and Beat
+    while more wait, and try again shortly when events were deferred (an author or case
+    another batch held). Webhooks queue it (at most once a second per web process) and Beat
     runs it every few seconds, so events whose task was lost (a broker outage, a worker
     killed) are processed too."""
     result = inbox.inbound_events_process_batch(limit=limit)
+    for _ in range(DEFERRED_TRIES):
+        if result.more or not result.statuses.get(InboundEvent.Status.PENDING):
+            break
+        # Events deferred (another batch had their author or case): once it has committed,
+        # take them. Here rather than a delayed task, which a worker would hold unacknowledged.
+        time.sleep(DEFERRED_RETRY_SECONDS)
+        result = inbox.inbound_events_process_batch(limit=limit)
     if result.more:
         process_inbound_batch.delay(limit)
-    elif result.statuses.get(InboundEvent.Status.PENDING):
-        process_inbound_batch.apply_async((limit,), countdown=DEFERRED_RETRY_SECONDS)
     return result.as_dict()
 
 

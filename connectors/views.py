@@ -185,6 +185,7 @@ def _queue_or_process(event_id: int) -> None:
         except Exception:
             logger.exception("inbound event %s stored but not processed; it stays pending", event_id)
         return
+    just_failed = False
     if time.monotonic() >= _broker_down_until:
         try:
             _batch_scheduled()
@@ -192,43 +193,105 @@ def _queue_or_process(event_id: int) -> None:
         except Exception as exc:  # kombu's OperationalError and anything a broker raises
             _broker_down_until = time.monotonic() + settings.WEBHOOK_BROKER_RETRY_SECONDS
             logger.warning("broker unavailable (%s); processing inbound events inline", exc)
+            just_failed = True
     try:
         inbox.inbound_event_process(event_id=event_id)
+        if just_failed:
+            # The batch queued last may have been lost with the broker: the events it was to
+            # take (stored in the last interval) are processed here too.
+            inbox.inbound_events_process_batch()
     except Exception:
         logger.exception("inbound event %s stored but not processed; it stays pending", event_id)
 
 
 # Default of ``settings.WEBHOOK_BATCH_SECONDS``: how often a process may queue the batch task.
 BATCH_SECONDS = 1.0
-# Monotonic time at which the batch task this process last queued runs (0: none yet).
-_batch_due_at = 0.0
+# Monotonic time this process last queued the batch task, and whether a send is already
+# set for the end of the interval (a timer in this process: no delayed task in the broker,
+# which a worker would hold unacknowledged for the while).
+_batch_sent_at = float("-inf")
+_batch_timer_armed = False
 _batch_lock = threading.Lock()
+# While webhooks ride on a send to come, the broker is still checked (a PING) this often, so
+# an outage is noticed, and webhooks processed inline, within a fraction of a second.
+BROKER_CHECK_SECONDS = 0.25
+_broker_checked_at = 0.0
+_broker_client = None
 
 
 def _batch_scheduled() -> None:
     """Make sure a batch task runs after this moment: at most one queued per interval.
 
-    If the batch this process queued last has not run yet (it is due later), it will
-    take the event just committed: nothing is sent. Otherwise a batch is queued to run
-    at once when the previous one was queued more than an interval ago (a quiet
-    channel waits for nothing), else when the interval since it ends (under load,
-    one broker message per interval and each event waits at most about that long).
-    Raises what the broker raises; the schedule is then left as it was.
+    A quiet channel's webhook queues the batch at once. Within the interval after that,
+    the first webhook sets a timer to queue one batch when the interval ends, and the
+    following ones ride on it: under load, one broker message per interval per process,
+    and each event waits at most about that long. Raises what the broker raises (or its
+    PING, while riding); the schedule is then left as it was.
     """
-    global _batch_due_at
+    global _batch_sent_at, _batch_timer_armed
     from .tasks import process_inbound_batch
 
     interval = getattr(settings, "WEBHOOK_BATCH_SECONDS", BATCH_SECONDS)
     with _batch_lock:
         now = time.monotonic()
-        if now < _batch_due_at:
+        if _batch_timer_armed:
+            _check_broker(now)
             return
-        countdown = max(0.0, _batch_due_at + interval - now)
-        if countdown:
-            process_inbound_batch.apply_async(countdown=round(countdown, 3))
-        else:
+        if now >= _batch_sent_at + interval:
             process_inbound_batch.delay()
-        _batch_due_at = now + countdown
+            _batch_sent_at = now
+            return
+        _check_broker(now)
+        _arm_timer(_batch_sent_at + interval - now)
+        _batch_timer_armed = True
+
+
+def _arm_timer(delay: float) -> None:
+    timer = threading.Timer(delay, _send_trailing_batch)
+    timer.daemon = True
+    timer.start()
+
+
+def _send_trailing_batch() -> None:
+    """The timer's send: queue the batch; when the broker refuses, process the waiting events here."""
+    global _batch_sent_at, _batch_timer_armed, _broker_down_until
+    from .tasks import process_inbound_batch
+
+    with _batch_lock:
+        _batch_timer_armed = False
+        _batch_sent_at = time.monotonic()
+    try:
+        process_inbound_batch.delay()
+        return
+    except Exception as exc:  # as in _queue_or_process
+        _broker_down_until = time.monotonic() + settings.WEBHOOK_BROKER_RETRY_SECONDS
+        logger.warning("broker unavailable (%s); processing inbound events inline", exc)
+    try:
+        while inbox.inbound_events_process_batch().more:
+            pass
+    except Exception:
+        logger.exception("inbound events stored but not processed; they stay pending")
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()  # this timer thread's own connection
+
+
+def _check_broker(now: float) -> None:
+    """PING a Redis broker at most every ``BROKER_CHECK_SECONDS``; raises when it does not answer."""
+    global _broker_checked_at, _broker_client
+    url = settings.CELERY_BROKER_URL or ""
+    if now - _broker_checked_at < BROKER_CHECK_SECONDS or not url.startswith(("redis://", "rediss://")):
+        return
+    _broker_checked_at = now
+    if _broker_client is None:
+        import redis
+
+        _broker_client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+            socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        )
+    _broker_client.ping()
 
 
 # --- ASGI fast path --------------------------------------------------------------------------

@@ -987,8 +987,17 @@ def broker(monkeypatch):
     monkeypatch.setattr(
         tasks.process_inbound_batch, "apply_async", lambda *a, countdown=0.0, **k: send(countdown)
     )
-    monkeypatch.setattr(views, "_batch_due_at", 0.0)
+
+    def check_broker(now):
+        if state["down"]:
+            raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(views, "_batch_sent_at", float("-inf"))
+    monkeypatch.setattr(views, "_batch_timer_armed", False)
     monkeypatch.setattr(views, "_broker_down_until", 0.0)
+    monkeypatch.setattr(views, "_check_broker", check_broker)
+    monkeypatch.setattr(views, "_arm_timer", lambda delay: state["timers"].append(delay))
+    state["timers"] = []
     return sent, state
 
 
@@ -997,7 +1006,7 @@ def test_webhooks_queue_the_batch_task_at_most_once_a_second(
 ):
     from connectors import views
 
-    sent, _ = broker
+    sent, state = broker
     clock = {"now": 1000.0}
     monkeypatch.setattr(views.time, "monotonic", lambda: clock["now"])
     mention = fixture_json("x", "mention.json")["tweet_create_events"][0]
@@ -1006,13 +1015,61 @@ def test_webhooks_queue_the_batch_task_at_most_once_a_second(
     for body in bodies[:4]:  # within a tenth of a second
         assert deliver(client, x_channel, body, django_capture_on_commit_callbacks).status_code == 200
         clock["now"] += 0.03
-    # the first runs a batch at once, the second one for the end of the second, the rest ride on it
-    assert sent == [0.0, pytest.approx(0.97)]
+    # the first queues a batch at once, the second sets one for the end of the second, the rest ride on it
+    assert sent == [0.0] and state["timers"] == [pytest.approx(0.97)]
+    clock["now"] = 1001.0
+    views._send_trailing_batch()
+    assert sent == [0.0, 0.0]
 
     clock["now"] = 1002.5  # quiet for a while: the next webhook is taken at once
     assert deliver(client, x_channel, bodies[4], django_capture_on_commit_callbacks).status_code == 200
-    assert sent[2:] == [0.0]
+    assert sent == [0.0, 0.0, 0.0] and len(state["timers"]) == 1
     assert InboundEvent.objects.filter(status=InboundEvent.Status.PENDING).count() == 5
+
+
+def test_a_timer_s_batch_the_broker_refuses_is_processed_in_the_web_process(
+    client, x_channel, broker, django_capture_on_commit_callbacks
+):
+    from connectors import views
+
+    sent, state = broker
+    mention = fixture_json("x", "mention.json")["tweet_create_events"][0]
+    for n in range(3):
+        body = body_of("mention.json", tweet_create_events=[{**mention, "id_str": f"6{n}"}])
+        deliver(client, x_channel, body, django_capture_on_commit_callbacks)
+    assert len(sent) == 1 and len(state["timers"]) == 1
+
+    state["down"] = True
+    views._send_trailing_batch()
+
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Message.objects.count() == 3
+
+
+def test_a_broker_lost_while_a_batch_waits_is_noticed_and_the_waiting_events_processed_inline(
+    client, x_channel, broker, monkeypatch, django_capture_on_commit_callbacks
+):
+    from connectors import views
+
+    sent, state = broker
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(views.time, "monotonic", lambda: clock["now"])
+    mention = fixture_json("x", "mention.json")["tweet_create_events"][0]
+    bodies = [body_of("mention.json", tweet_create_events=[{**mention, "id_str": f"7{n}"}]) for n in range(4)]
+    for body in bodies[:3]:
+        deliver(client, x_channel, body, django_capture_on_commit_callbacks)
+        clock["now"] += 0.03
+    assert len(sent) == 1 and len(state["timers"]) == 1
+    assert InboundEvent.objects.filter(status="pending").count() == 3
+
+    # the broker dies with the queued batch; the next webhook rides on that batch, but checks
+    state["down"] = True
+    clock["now"] += 0.3
+    assert deliver(client, x_channel, bodies[3], django_capture_on_commit_callbacks).status_code == 200
+
+    assert len(sent) == 1
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Message.objects.count() == 4
 
 
 def test_when_the_broker_is_down_the_webhook_is_processed_inline(
@@ -1030,17 +1087,16 @@ def test_when_the_broker_is_down_the_webhook_is_processed_inline(
     assert Message.objects.count() == 1
 
 
-def test_a_batch_that_deferred_events_queues_itself_again(x_channel, monkeypatch):
+def test_a_batch_that_deferred_events_tries_them_again_shortly(x_channel, monkeypatch):
     from connectors import tasks
 
-    queued = []
     deferred = inbox.BatchResult(events=2)
     deferred.statuses.update({"processed": 1, "pending": 1})
-    monkeypatch.setattr(inbox, "inbound_events_process_batch", lambda limit: deferred)
-    monkeypatch.setattr(
-        tasks.process_inbound_batch, "apply_async", lambda args, countdown: queued.append(countdown)
-    )
+    done = inbox.BatchResult(events=1)
+    done.statuses.update({"processed": 1})
+    results, slept = [deferred, done], []
+    monkeypatch.setattr(inbox, "inbound_events_process_batch", lambda limit: results.pop(0))
+    monkeypatch.setattr(tasks.time, "sleep", slept.append)
 
-    tasks.process_inbound_batch()
-
-    assert queued == [tasks.DEFERRED_RETRY_SECONDS]
+    assert tasks.process_inbound_batch()["statuses"] == {"processed": 1}
+    assert slept == [tasks.DEFERRED_RETRY_SECONDS] and results == []
