@@ -543,7 +543,7 @@ def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int, ser
 
     from tests.faults import servers as fault_servers
 
-    env = {k: v for k, v in os.environ.items()}
+    env = {k: v for k, v in os.environ.items() if k != "DB_POOL"}
     env.update({"FAULTS_ASGI": "config.asgi:application", "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
     if server == "uvicorn":
         daphnes, port = _start_uvicorn(env, servers)
@@ -826,6 +826,9 @@ def main(argv: list[str] | None = None) -> int:
             "ALLOWED_HOSTS": "testserver,127.0.0.1",
             "SECURE_SSL_REDIRECT": "false",
             "LOG_LEVEL": "WARNING",
+            # The bench forks its workers: a connection pool made before the fork would be
+            # shared by them. The servers it starts (daphne, uvicorn) keep the default.
+            "DB_POOL": "false",
         }
     )
     sys.path.insert(0, str(ROOT))
