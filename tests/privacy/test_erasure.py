@@ -65,7 +65,7 @@ def world(
     monkeypatch.setattr(webhooks_out, "_queue", lambda ids: None)
     webhooks_out.webhook_subscription_create(
         name="CRM",
-        url="http://127.0.0.1:9/hook",
+        url="https://crm.example.test/hook",
         event_types=["message.received", "case.created"],
         actor=admin_user,
     )
