@@ -116,10 +116,24 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Persistent connections with a health check: a restarted PostgreSQL is
-    # reconnected on the next request instead of failing until the app restarts.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    # Health checks: a restarted PostgreSQL is reconnected on the next request (or the
+    # next connection taken from the pool) instead of failing until the app restarts.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DB_CONN_MAX_AGE = env.int("DB_CONN_MAX_AGE", default=60)
+    if env.bool("DB_POOL", default=True):
+        import config.db  # noqa: F401  (a forked child forgets the pools it inherited)
+
+        # Under ASGI every request runs in a thread of its own, so a per-thread persistent
+        # connection is a new connection per request; a pool (psycopg_pool) shares them.
+        # Forked Celery workers (config/celery.py) keep one persistent connection each instead.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = DB_CONN_MAX_AGE
 else:
     # SQLite (the embedded default): a file the tests can share with a live server.
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(BASE_DIR / "test_db.sqlite3")

@@ -1,9 +1,12 @@
 """PostgreSQL restarts (a crash: immediate shutdown) while webhooks arrive.
 
-The app is not restarted: with CONN_HEALTH_CHECKS its processes reconnect on the next
-request or task. Requests that met the outage were answered 503, never 200 without the
-event stored, so the webhooks the platform has to resend are exactly those it got a
-5xx for; resent, they are stored once, and every message ends on exactly one case.
+The app is not restarted: the web processes' connection pool checks a connection before
+handing it out and waits (up to DB_POOL_TIMEOUT) for a new one while PostgreSQL is down;
+workers reconnect on the next task (CONN_HEALTH_CHECKS). A request that met the outage is
+answered 503 (a connection broken under it) or, having waited out the restart, 200 —
+never 200 without the event stored — so the webhooks the platform has to resend are
+exactly those it got a 5xx for; resent, they are stored once, and every message ends on
+exactly one case.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ pytestmark = pytest.mark.faults
 def test_postgres_restart_mid_load_loses_nothing_and_needs_no_app_restart(stack):
     base = stack.daphne()
     worker = stack.worker()
+    started = stack.scalar("SELECT pg_postmaster_start_time()")
     deliveries = traffic.mixed(210)
     answers: list[client.Answer] = []
 
@@ -41,7 +45,7 @@ def test_postgres_restart_mid_load_loses_nothing_and_needs_no_app_restart(stack)
     assert statuses <= {200, 503}, client.summary(answers)
     refused = [a.delivery for a in answers if a.status != 200]
     accepted = [a.delivery for a in answers if a.status == 200]
-    assert refused, "the restart should have refused some requests; it went unnoticed"
+    assert stack.scalar("SELECT pg_postmaster_start_time()") > started, "PostgreSQL did not restart"
     assert len(accepted) > len(deliveries) // 2
 
     # and, without restarting anything, every acknowledged message is processed
@@ -64,7 +68,7 @@ def test_postgres_restart_mid_load_loses_nothing_and_needs_no_app_restart(stack)
     resent = client.post_all(base, refused, concurrency=10)
 
     # then they are taken by the same processes, and each message is on exactly one case
-    assert {a.status for a in resent} == {200}
+    assert all(a.status == 200 for a in resent), client.summary(resent)
     wait_for(
         lambda: all(
             len(c) == 1 for c in stack.messages_by_external_id([d.external_id for d in deliveries]).values()
