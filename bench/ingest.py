@@ -784,10 +784,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ack-via",
         choices=["daphne", "uvicorn", "client"],
-        default="daphne",
+        default="uvicorn",
         help=(
-            "daphne: HTTP to daphne serving config.asgi (production); uvicorn: the same app on uvicorn "
-            "(httptools, uvloop; must be installed), for comparison; client: Django's test Client in-process."
+            "uvicorn: HTTP to uvicorn (httptools, uvloop) serving config.asgi, as in production; "
+            "daphne: the same app on daphne, for comparison; client: Django's test Client in-process."
         ),
     )
     parser.add_argument("--ack-servers", type=int, default=2, help="daphne processes (--ack-via daphne).")

@@ -150,9 +150,16 @@ REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=2.0)
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=3.0)
 if REDIS_URL:
+    # "core" (Redis lists: one round trip per socket) or "pubsub" (Redis PUBLISH: one round
+    # trip per process holding sockets of a group; faster, see bench/live.py, but it does
+    # not yet come back cleanly from a Redis outage in tests/faults, so not the default).
+    CHANNEL_LAYER_BACKEND = {
+        "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "core": "channels_redis.core.RedisChannelLayer",
+    }[env.str("CHANNEL_LAYER", default="core")]
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": CHANNEL_LAYER_BACKEND,
             "CONFIG": {
                 # No read timeout here: consumers block on Redis for seconds by design;
                 # a publish is bounded by channels_app.publish instead.
