@@ -19,7 +19,8 @@ Which case, in this order (the first rule that finds a case wins):
    message (a comment under a page post, a quote) matches only its own customer's
    cases: everyone commenting under one post shares the post's thread key.
 3. Case reference token (``C-7Q4K2``, any case of letters) in the subject or text:
-   that case, whoever its customer is.
+   that case, whoever its customer is; for a case merged into another (closed, with a
+   ``merged`` event naming where it went), the case it was merged into.
 3b. Replies that arrived before it (their ``in_reply_to_external_id`` is this message's
    id, on this channel, or any channel for e-mail): their case. A public message joins
    only its own author's early replies' case.
@@ -825,8 +826,30 @@ def _thread(
         }
         for token in tokens:
             if token in by_reference:
-                return _Found(case=by_reference[token], rule="reference", locked=True)
+                case = _merge_target(by_reference[token], nowait=nowait)
+                return _Found(case=case, rule="reference", locked=True)
     return None
+
+
+MAX_MERGE_HOPS = 5
+
+
+def _merge_target(case: Case, *, nowait: bool = False) -> Case:
+    """``case``, or for a case merged away the (locked) case its conversation lives on now,
+    following a chain of merges. Only closed cases are looked at: one query for those."""
+    for _ in range(MAX_MERGE_HOPS):
+        if case.status != Case.Status.CLOSED:
+            return case
+        target_id = (
+            CaseEvent.objects.filter(case_id=case.pk, kind=CaseEvent.Kind.MERGED, before__case=case.pk)
+            .order_by("-id")
+            .values_list("after__case", flat=True)
+            .first()
+        )
+        if not target_id or target_id == case.pk:
+            return case
+        case = _lock(Case(pk=target_id), nowait=nowait)
+    return case
 
 
 def _parent(

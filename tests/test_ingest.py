@@ -251,6 +251,24 @@ def test_stranger_replying_in_a_public_thread_is_not_linked(channel):
     assert chime_in.identity.customer_id != root.identity.customer_id
 
 
+def test_reference_to_a_case_merged_away_lands_on_the_case_it_went_into(channel, mailboxes, agent):
+    support, _ = mailboxes
+    first = ingest.ingest(channel=channel, inbound=tweet("t1")).case
+    second = ingest.ingest(channel=channel, inbound=dm("d1", author="6160", text="Router again")).case
+    third = ingest.ingest(channel=channel, inbound=dm("d2", author="7170", text="Router too")).case
+    services.case_merge(source=first, target=second, actor=None, reason="Same outage")
+    services.case_merge(source=second, target=third, actor=None, reason="Same outage")
+
+    message = ingest.ingest(
+        channel=support, inbound=mail("<m9@home.example>", subject=f"Re: [#{first.reference}] still down")
+    )
+
+    first.refresh_from_db()
+    assert first.status == Case.Status.CLOSED and first.messages.count() == 0
+    assert message.case == third
+    assert third.messages.filter(pk=message.pk).exists()
+
+
 def test_unknown_reference_token_opens_a_new_case(channel):
     message = ingest.ingest(channel=channel, inbound=dm("d1", text="about C-ZZZZZ please"))
     assert Case.objects.count() == 1 and message.case.reference != "C-ZZZZZ"
