@@ -510,31 +510,6 @@ def _backend_cpu_seconds() -> float:
     return total
 
 
-def _start_uvicorn(env: dict, processes: int) -> tuple[list, int]:
-    """uvicorn (httptools, uvloop) serving config.asgi with ``processes`` workers, for comparison."""
-    from tests.faults import servers as fault_servers
-
-    port = fault_servers.free_port()
-    process = fault_servers.AppProcess(
-        "uvicorn",
-        [
-            sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(processes), "--no-access-log", "--lifespan", "off",
-            "--http", "httptools", "--loop", "uvloop",
-        ],
-        env,
-    )  # fmt: skip
-    fault_servers.wait_for(
-        lambda: fault_servers.port_open(port) or not process.alive(),
-        timeout=60,
-        what="uvicorn to listen",
-    )
-    if not process.alive():
-        raise RuntimeError("uvicorn did not start:\n" + process.output)
-    time.sleep(2)  # let every worker process start
-    return [process], port
-
-
 def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int, server: str = "daphne") -> dict:
     """POST the stream to daphne (``config.asgi:application``, as in production) on 127.0.0.1:
     ``servers`` processes on one socket, ``concurrency`` keep-alive connections from one
@@ -546,7 +521,7 @@ def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int, ser
     env = {k: v for k, v in os.environ.items() if k != "DB_POOL"}
     env.update({"FAULTS_ASGI": "config.asgi:application", "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
     if server == "uvicorn":
-        daphnes, port = _start_uvicorn(env, servers)
+        daphnes, port = fault_servers.start_uvicorn(env, processes=servers, log_level="info")
     else:
         daphnes, port = fault_servers.start_daphne(env, processes=servers, access_log=False)
     try:

@@ -2,7 +2,7 @@
 """Load: one hour of a busy day compressed into a few minutes, against the real stack.
 
 Starts its own PostgreSQL cluster and Redis (throwaway, free ports; the machine's shared
-ones are never touched), daphne on 127.0.0.1 (``--daphne`` processes sharing one socket,
+ones are never touched), uvicorn on 127.0.0.1 (``--daphne`` processes sharing one socket,
 webhooks through the fast path), ``--workers`` Celery workers and a fake platform API
 that takes every reply. Then, at once:
 
@@ -402,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--returning", type=float, default=0.3, help="Share of messages from customers who wrote before."
     )
-    parser.add_argument("--daphne", type=int, default=2, help="daphne processes.")
+    parser.add_argument("--daphne", type=int, default=2, help="Web server processes.")
+    parser.add_argument(
+        "--server", choices=["uvicorn", "daphne"], default="uvicorn", help="uvicorn is the production server."
+    )
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes.")
     parser.add_argument("--drain-timeout", type=float, default=900.0)
     parser.add_argument("--socket-ramp", type=float, default=100.0, help="Sockets opened per second.")
@@ -447,14 +450,17 @@ def main(argv: list[str] | None = None) -> int:
         channel_kinds = {c["id"]: kind for kind, c in seeded["channels"].items()}
         sessions = [a["session"] for a in seeded["agents"]]
 
-        daphnes, port = servers.start_daphne(
-            {**env, "LOG_LEVEL": "INFO"}, processes=args.daphne, access_log=False
-        )
+        if args.server == "uvicorn":
+            daphnes, port = servers.start_uvicorn({**env, "LOG_LEVEL": "INFO"}, processes=args.daphne)
+        else:
+            daphnes, port = servers.start_daphne(
+                {**env, "LOG_LEVEL": "INFO"}, processes=args.daphne, access_log=False
+            )
         processes += daphnes
         for index in range(args.workers):
             processes.append(servers.start_worker(env, name=f"load{index}"))
         base_url = f"http://127.0.0.1:{port}"
-        print(f"stack up: daphne x{args.daphne} on {base_url}, {args.workers} workers", flush=True)
+        print(f"stack up: {args.server} x{args.daphne} on {base_url}, {args.workers} workers", flush=True)
 
         context = mp.get_context("spawn")
         out = context.Queue()

@@ -248,7 +248,10 @@ def _http(args, database_url: str, redis_url: str, session: str) -> dict:
         SECRET_KEY=os.environ["SECRET_KEY"],  # the session cookie was signed with it
         **dict(pair.split("=", 1) for pair in args.server_env),
     )
-    processes, port = servers.start_daphne(env, processes=args.daphne, access_log=False)
+    if args.server == "uvicorn":
+        processes, port = servers.start_uvicorn(env, processes=args.daphne)
+    else:
+        processes, port = servers.start_daphne(env, processes=args.daphne, access_log=False)
     cookie = f"{settings.SESSION_COOKIE_NAME}={session}"
     path = "/desk/?view=department"
     stop = threading.Event()
@@ -302,7 +305,7 @@ def _http(args, database_url: str, redis_url: str, session: str) -> dict:
         for process in processes:
             process.stop()
     return {
-        "server": f"daphne x{args.daphne} (config.asgi:application, DEBUG off)",
+        "server": f"{args.server} x{args.daphne} (config.asgi:application, DEBUG off)",
         "server_env": args.server_env,
         "clients": args.clients,
         "seconds": round(elapsed, 2),
@@ -348,7 +351,7 @@ def _print(report: dict) -> None:
         f" {h['errors']} errors (1-minute load average {h['load_average_1m_at_start']} at the start)"
     )
     print(
-        f"  daphne CPU {h['server_cpu_ms_per_request']} ms per request ({h['server_cpu_seconds']} s in all;"
+        f"  server CPU {h['server_cpu_ms_per_request']} ms per request ({h['server_cpu_seconds']} s in all;"
         f" the clients used {h['client_cpu_seconds']} s, PostgreSQL is not counted)"
     )
 
@@ -369,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case-samples", type=int, default=100)
     parser.add_argument("--requests", type=int, default=200, help="Timed requests per page.")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--daphne", type=int, default=2, help="daphne processes for the HTTP part.")
+    parser.add_argument("--daphne", type=int, default=2, help="Server processes for the HTTP part.")
+    parser.add_argument(
+        "--server", choices=["uvicorn", "daphne"], default="uvicorn", help="uvicorn is the production server."
+    )
     parser.add_argument("--clients", type=int, default=4, help="Concurrent HTTP clients.")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--http-warmup", type=float, default=3.0)

@@ -277,6 +277,37 @@ def app_env(*, database_url: str, redis_url: str | None, **extra: str) -> dict[s
     return env
 
 
+def start_uvicorn(
+    env: dict[str, str], *, processes: int = 1, log_level: str = "warning"
+) -> tuple[list[AppProcess], int]:
+    """Serve the app with uvicorn (httptools, uvloop), the production server, on 127.0.0.1:
+    ``processes`` processes accepting from one shared socket, each its own ``AppProcess``."""
+    port = free_port()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1024)
+    started: list[AppProcess] = []
+    try:
+        for index in range(processes):
+            command = [
+                sys.executable, "-m", "uvicorn", "config.asgi:application", "--fd", str(listener.fileno()),
+                "--http", "httptools", "--loop", "uvloop", "--lifespan", "off", "--no-access-log",
+                "--log-level", log_level,
+            ]  # fmt: skip
+            started.append(AppProcess(f"uvicorn-{index}", command, env, pass_fds=(listener.fileno(),)))
+        wait_for(lambda: port_open(port), timeout=60, what="uvicorn to listen")
+        time.sleep(2.0)  # every process has imported the app
+    finally:
+        listener.close()  # the children hold their own copies
+    dead = [process for process in started if not process.alive()]
+    if dead:
+        for process in started:
+            process.stop()
+        raise RuntimeError("uvicorn did not start:\n" + dead[0].output)
+    return started, port
+
+
 def start_daphne(
     env: dict[str, str], *, port: int | None = None, processes: int = 1, access_log: bool = True
 ) -> tuple[list[AppProcess], int]:
