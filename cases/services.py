@@ -847,8 +847,8 @@ def case_merge(*, source: Case, target: Case, actor, reason: str) -> Case:
       is the earlier of the two (a merge never postpones a promise);
     - a ``merged`` CaseEvent on both cases names the messages moved and the reason; the
       source, now empty, is closed with a status event saying where it went;
-    - live ``case.changed`` events for both after commit. Integrator webhooks: none of
-      the subscribable event types describes a merge (``connectors.models.WebhookEvent``).
+    - live ``case.changed`` events for both after commit; the
+      ``case.merged`` integrator webhook names the target and the merged case.
     """
     reason = _require_reason(reason)
     if source.pk == target.pk:
@@ -929,6 +929,14 @@ def case_merge(*, source: Case, target: Case, actor, reason: str) -> Case:
     )
     _announce(source, "merged")
     _announce(target, "merged", source.assignee_id)
+    webhooks_out.emit(
+        "case.merged",
+        {
+            **webhooks_out.case_payload(target),
+            "merged_case_id": source.pk,
+            "merged_reference": source.reference,
+        },
+    )
     return target
 
 
@@ -1021,4 +1029,13 @@ def message_split(*, message: Message, actor, reason: str) -> Case:
     )
     _announce(case, "split")
     _announce(new, "split")
+    webhooks_out.emit(
+        "case.split",
+        {
+            **webhooks_out.case_payload(new),
+            "split_from_case_id": case.pk,
+            "split_from_reference": case.reference,
+            "message_ids": moved_ids,
+        },
+    )
     return new

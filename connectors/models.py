@@ -194,6 +194,8 @@ class WebhookEvent(models.TextChoices):
     CASE_CREATED = "case.created", "Case created"
     CASE_ASSIGNED = "case.assigned", "Case assigned"
     CASE_ESCALATED = "case.escalated", "Case escalated"
+    CASE_MERGED = "case.merged", "Cases merged"
+    CASE_SPLIT = "case.split", "Message split off into a new case"
     SLA_AT_RISK = "sla.at_risk", "Service promise at risk"
     SLA_BREACHED = "sla.breached", "Service promise breached"
     MESSAGE_RECEIVED = "message.received", "Customer message received"

@@ -345,6 +345,32 @@ def test_case_merge_across_customers_keeps_each_message_identity(case, channel, 
     assert merged.before["customer"] == other.customer_id and merged.after["customer"] == case.customer_id
 
 
+def test_merge_and_split_are_integrator_events(two_cases, agent, case, thread):
+    from connectors.models import WebhookDelivery, WebhookSubscription
+
+    WebhookSubscription.objects.create(
+        name="CRM",
+        url="https://crm.example.test/hook",
+        event_types=["case.merged", "case.split"],
+        signing_salt="s",
+    )
+    first, second, _, _ = two_cases
+    post, reply, answer = thread
+
+    services.case_merge(source=second, target=first, actor=agent, reason="Same outage")
+    new = services.message_split(message=post, actor=agent, reason="Billing is separate")
+
+    merged = WebhookDelivery.objects.get(event_type="case.merged").payload["data"]
+    assert (merged["id"], merged["merged_case_id"], merged["merged_reference"]) == (
+        first.pk,
+        second.pk,
+        second.reference,
+    )
+    split = WebhookDelivery.objects.get(event_type="case.split").payload["data"]
+    assert (split["id"], split["split_from_case_id"]) == (new.pk, case.pk)
+    assert split["message_ids"] == [post.pk, reply.pk, answer.pk]
+
+
 def test_case_merge_publishes_both_cases_after_commit(
     two_cases, agent, django_capture_on_commit_callbacks, monkeypatch
 ):
