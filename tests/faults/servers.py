@@ -293,6 +293,7 @@ def start_uvicorn(
             command = [
                 sys.executable, "-m", "uvicorn", "config.asgi:application", "--fd", str(listener.fileno()),
                 "--http", "httptools", "--loop", "uvloop", "--lifespan", "off", "--no-access-log",
+                "--timeout-keep-alive", "75",
                 "--log-level", log_level,
             ]  # fmt: skip
             started.append(AppProcess(f"uvicorn-{index}", command, env, pass_fds=(listener.fileno(),)))
