@@ -328,6 +328,11 @@ def case_page(*, user, reference: str, others: int = OTHER_CASES_LIMIT) -> CaseP
         .select_related("customer", "department", "assignee", "last_channel", "origin_channel")
         .annotate(
             is_page_case=DbCase(When(reference=reference, then=Value(1)), default=Value(0)),
+            # The live regions' sequence number: the newest case event the page was rendered with,
+            # so a reconnecting page asks for a replay from exactly there.
+            latest_event_id=Subquery(
+                CaseEvent.objects.filter(case_id=OuterRef("pk")).order_by("-id").values("id")[:1]
+            ),
             # The customer panel's notice: links waiting for an agent (the partial index of open ones).
             customer_has_suggestions=Exists(
                 IdentitySuggestion.objects.filter(

@@ -232,6 +232,10 @@ def test_case_page_query_count_does_not_grow(desk, agent, channels, django_asser
         response = desk.get(reverse("desk:case", args=[case.reference]))
 
     assert len(entry_ids(response.content.decode())) == count
+    # The live region carries the newest event of this case: a reconnect replays from there.
+    newest = case.events.order_by("-id").values_list("id", flat=True).first()
+    assert f'data-case="{case.reference}" data-since="' in response.content.decode()
+    assert f'data-seq="{newest}"' in response.content.decode()
 
 
 def test_paused_resolution_clock_shows_time_left(desk, agent, channel):
