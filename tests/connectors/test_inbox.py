@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import threading
+from contextlib import contextmanager
 
 import pytest
 from django.core.management import call_command
@@ -22,6 +23,33 @@ from tests import factories
 from tests.connectors.helpers import X_CONSUMER_SECRET, fixture_bytes, fixture_json, post_x_webhook
 
 pytestmark = pytest.mark.django_db
+
+
+@contextmanager
+def another_worker_holding(hold):
+    """Inside the block, another connection holds what ``hold()`` takes (row or advisory locks)
+    in an open transaction, as a second worker mid-batch would."""
+    from django.db import connections, transaction
+
+    held, release = threading.Event(), threading.Event()
+
+    def other_worker():
+        try:
+            with transaction.atomic():
+                hold()
+                held.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    try:
+        assert held.wait(timeout=10), "the other worker never took its locks"
+        yield
+    finally:
+        release.set()
+        thread.join(timeout=10)
 
 
 def deliver(client, channel, body: bytes, capture, **kwargs):
@@ -621,32 +649,15 @@ def test_batch_of_follow_ups_costs_three_queries_a_message(x_channel, django_ass
 
 @pytest.mark.django_db(transaction=True)
 def test_a_follow_up_whose_case_another_batch_holds_waits_and_the_rest_go_through(x_channel):
-    from django.db import connections, transaction
 
     store(x_channel, x_dm_body("held-first", "8900"))
     inbox.inbound_events_process_batch()
     case = Case.objects.get()
     follow_up = store(x_channel, x_dm_body("held-again", "8900", text="any news?"))
     others = [store(x_channel, x_dm_body(f"free{i}", f"891{i}")) for i in range(12)]
-    held, release = threading.Event(), threading.Event()
 
-    def other_batch():
-        try:
-            with transaction.atomic():
-                Case.objects.select_for_update().get(pk=case.pk)
-                held.set()
-                release.wait(timeout=30)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=other_batch)
-    thread.start()
-    try:
-        assert held.wait(timeout=10)
+    with another_worker_holding(lambda: Case.objects.select_for_update().get(pk=case.pk)):
         result = inbox.inbound_events_process_batch()
-    finally:
-        release.set()
-        thread.join(timeout=10)
 
     assert result.statuses == {"processed": 12, "pending": 1}
     statuses = dict(InboundEvent.objects.values_list("pk", "status"))
@@ -682,31 +693,19 @@ def test_an_identity_another_worker_stored_meanwhile_is_found_and_the_chunk_runs
 
 @pytest.mark.django_db(transaction=True)
 def test_events_of_an_author_another_batch_holds_wait_for_the_next_batch(x_channel):
-    from django.db import connection, connections, transaction
+    from django.db import connection
 
     if connection.vendor != "postgresql":
         pytest.skip("advisory locks need PostgreSQL")
     busy = [store(x_channel, x_dm_body(f"busy{i}", "8600")) for i in range(2)]
     free = [store(x_channel, x_dm_body(f"calm{i}", f"861{i}")) for i in range(3)]
-    held, release = threading.Event(), threading.Event()
 
-    def other_batch():  # another worker is writing for author 8600
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [inbox.author_lock_key("x", "8600")])
-                held.set()
-                release.wait(timeout=30)
-        finally:
-            connections.close_all()
+    def lock_author():  # another worker is writing for author 8600
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [inbox.author_lock_key("x", "8600")])
 
-    thread = threading.Thread(target=other_batch)
-    thread.start()
-    try:
-        assert held.wait(timeout=10)
+    with another_worker_holding(lock_author):
         result = inbox.inbound_events_process_batch()
-    finally:
-        release.set()
-        thread.join(timeout=10)
 
     assert result.statuses == {"processed": 3, "pending": 2} and result.reruns == {}
     statuses = dict(InboundEvent.objects.values_list("pk", "status"))
