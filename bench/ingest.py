@@ -587,7 +587,10 @@ def _queue_length() -> int:
     from config.celery import app
 
     with app.connection_for_write() as conn:
-        return conn.default_channel.queue_declare(QUEUE, passive=True).message_count
+        try:
+            return conn.default_channel.queue_declare(QUEUE, passive=True).message_count
+        except conn.channel_errors:  # on Redis an empty queue is no key at all
+            return 0
 
 
 def _process_worker(processor: str, batch: int, out) -> None:

@@ -3,9 +3,9 @@
     .venv/bin/python bench/live.py                      # 1,000 sockets, 100 events/s for 30 s
     .venv/bin/python bench/live.py --clients 200 --duration 10 --departments 4
 
-One ASGI process (daphne serving ``config.asgi:application``) on a throwaway PostgreSQL
-cluster and Redis server of its own (``tests.faults.servers``), with channels-redis as the
-channel layer. ``--clients`` signed-in desk sockets (one user each, spread evenly over
+One ASGI process (uvicorn with httptools and uvloop, as production runs, or ``--server
+daphne``, serving ``config.asgi:application``) on a throwaway PostgreSQL cluster and Redis
+server of its own (``tests.faults.servers``), with channels-redis as the channel layer. ``--clients`` signed-in desk sockets (one user each, spread evenly over
 ``--departments`` departments) open from a separate client process, each following its
 department's queue as a queue page does. Then this process commits events through the
 services (``cases.services.case_set_priority`` on a pool of open cases spread over the
@@ -16,8 +16,10 @@ service's own (so it runs first, right after COMMIT, before the live event is pu
 and each socket notes when the pushed queue row carrying that event's sequence number
 arrives. Latency is receipt minus commit, over every (socket, event) pair; an event reaches
 the sockets of its case's department (``clients / departments`` of them). The server
-process's resident memory (VmRSS) is sampled every half second. Targets (issue 5): p99
-under 50 ms, memory under 300 MB.
+process's resident memory (VmRSS) is sampled every half second, its CPU time is divided by
+the frames delivered, and its garbage collections are timed (a wrapper around the server
+records each pause; ``--profile`` also writes a cProfile of the server's event loop thread
+to ``bench/results``). Targets (issue 5): p99 under 50 ms, memory under 300 MB.
 
 Both clocks are this machine's ``time.time()``. The client process's own scheduling delay
 is part of the figure (it parses every frame on the same 2 cores as the server). Figures go
@@ -55,13 +57,41 @@ LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
-# daphne with the channel layer's backend swapped before Django reads the settings (the
-# settings name RedisChannelLayer; ``--layer pubsub`` measures the alternative).
-DAPHNE_WITH_LAYER = (
-    "import sys, config.settings as s; "
-    "s.CHANNEL_LAYERS['default']['BACKEND'] = sys.argv.pop(1); "
-    "from daphne.cli import CommandLineInterface; CommandLineInterface.entrypoint()"
-)
+# The server, run by a wrapper that times each garbage collection (and, given a path, profiles
+# the event loop's thread) and writes what it saw to a JSON file when the server exits.
+# argv: gc-file, profile-file or "", then the server ("uvicorn" or "daphne") and its arguments.
+SERVER_WRAPPER = """
+import gc, json, signal, sys, time
+# uvicorn raises the SIGTERM it caught again once it has shut down: exit through "finally".
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+gc_file, profile_file, server = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.argv = [server] + sys.argv[4:]
+pauses, began = {0: [], 1: [], 2: []}, [0.0]
+def timed(phase, info):
+    if phase == "start":
+        began[0] = time.perf_counter()
+    else:
+        pauses[info["generation"]].append(time.perf_counter() - began[0])
+gc.callbacks.append(timed)
+profile = None
+if profile_file:
+    import cProfile
+    profile = cProfile.Profile()
+    profile.enable()
+try:
+    if server == "uvicorn":
+        from uvicorn.main import main
+        main(standalone_mode=False)
+    else:
+        from daphne.cli import CommandLineInterface
+        CommandLineInterface.entrypoint()
+finally:
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(profile_file)
+    with open(gc_file, "w") as out:
+        json.dump({str(g): p for g, p in pauses.items()}, out)
+"""
 PRIORITIES = ("high", "normal")
 
 
@@ -200,6 +230,13 @@ def clients_process(port: int, sessions: list[str], seq: int, ramp: float, ready
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used so far."""
     with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU time of the process's main thread (the event loop): the rest is worker threads'."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -355,6 +392,18 @@ def main(argv: list[str] | None = None) -> int:
         help="Sockets opened per second (each costs three database trips).",
     )
     parser.add_argument(
+        "--server",
+        choices=("uvicorn", "daphne"),
+        default="uvicorn",
+        help="ASGI server: uvicorn (httptools, uvloop: production) or daphne.",
+    )
+    parser.add_argument(
+        "--ws",
+        default="auto",
+        help="uvicorn's websocket implementation (auto, websockets, websockets-sansio, wsproto).",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the server's event loop thread.")
+    parser.add_argument(
         "--layer",
         choices=sorted(LAYERS),
         default="core",
@@ -369,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     pg = servers.ThrowawayPostgres(Path(tempfile.mkdtemp(prefix="caseline-live-pg-"))).init()
     redis = servers.ThrowawayRedis(Path(tempfile.mkdtemp(prefix="caseline-live-redis-")))
-    daphne = None
+    server = None
     try:
         pg.start()
         redis.start()
@@ -380,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             CHANNEL_LAYER_PREFIX="cl-bench-live",
             CELERY_QUEUE="cl-bench-live",
             LOG_LEVEL="WARNING",
+            CHANNEL_LAYER=args.layer,
         )
         print("migrating a throwaway database...", flush=True)
         servers.manage(env, "migrate", "--noinput", "-v", "0")
@@ -391,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         django.setup()
         from django.conf import settings
 
-        settings.CHANNEL_LAYERS["default"]["BACKEND"] = LAYERS[args.layer]
+        assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == LAYERS[args.layer]
         print(f"seeding {args.departments} departments, {args.clients} agents...", flush=True)
         world = seed(
             clients=args.clients, departments=args.departments, cases_per_department=args.cases_per_department
@@ -399,18 +449,30 @@ def main(argv: list[str] | None = None) -> int:
         from cases import selectors
 
         port = servers.free_port()
-        daphne = servers.AppProcess(
-            "daphne",
-            [sys.executable, "-c", DAPHNE_WITH_LAYER, LAYERS[args.layer], "-b", "127.0.0.1", "-p", str(port),
-             "--access-log", os.devnull, "config.asgi:application"],
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        gc_file = Path(tempfile.mkstemp(prefix="caseline-live-gc-", suffix=".json")[1])
+        profile_file = RESULTS / f"live-{started:%Y%m%dT%H%M%S}.prof" if args.profile else ""
+        if args.server == "uvicorn":
+            server_args = [
+                "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                "--http", "httptools", "--loop", "uvloop", "--ws", args.ws, "--lifespan", "off",
+                "--no-access-log", "--timeout-keep-alive", "75", "--log-level", "warning",
+            ]  # fmt: skip
+        else:
+            server_args = [
+                "daphne", "-b", "127.0.0.1", "-p", str(port), "--access-log", os.devnull, "config.asgi:application"
+            ]  # fmt: skip
+        server = servers.AppProcess(
+            args.server,
+            [sys.executable, "-c", SERVER_WRAPPER, str(gc_file), str(profile_file), *server_args],
             env,
-        )  # fmt: skip
-        servers.wait_for(lambda: servers.port_open(port) or not daphne.alive(), timeout=60, what="daphne")
-        if not daphne.alive():
-            raise RuntimeError("daphne did not start:\n" + daphne.output)
+        )
+        servers.wait_for(lambda: servers.port_open(port) or not server.alive(), timeout=60, what=args.server)
+        if not server.alive():
+            raise RuntimeError(f"{args.server} did not start:\n" + server.output)
         time.sleep(1.0)
-        rss_idle = rss_mb(daphne.process.pid)
-        sampler = MemorySampler(daphne.process.pid)
+        rss_idle = rss_mb(server.process.pid)
+        sampler = MemorySampler(server.process.pid)
         sampler.start()
 
         context = mp.get_context("spawn")
@@ -422,26 +484,36 @@ def main(argv: list[str] | None = None) -> int:
         )
         clients.start()
         print(
-            f"opening {args.clients} sockets on one daphne (pid {daphne.process.pid}, port {port})...",
+            f"opening {args.clients} sockets on one {args.server} (pid {server.process.pid}, port {port})...",
             flush=True,
         )
         if not ready.wait(timeout=args.clients / args.ramp + 120):
             raise RuntimeError("the sockets did not open in time")
-        rss_connected = rss_mb(daphne.process.pid)
-        cpu_before = cpu_seconds(daphne.process.pid)
-        waited_before = waited_seconds(daphne.process.pid)
+        rss_connected = rss_mb(server.process.pid)
+        cpu_before = cpu_seconds(server.process.pid)
+        loop_cpu_before = main_thread_cpu_seconds(server.process.pid)
+        waited_before = waited_seconds(server.process.pid)
         print(f"sockets open; committing {args.rate:.0f} events/s for {args.duration:.0f} s...", flush=True)
         committed, stats = commit_events(
             cases=world["cases"], actor=world["boss"], rate=args.rate, duration=args.duration
         )
         time.sleep(3.0)  # stragglers
-        rss_end = rss_mb(daphne.process.pid)
-        server_cpu = cpu_seconds(daphne.process.pid) - cpu_before
-        server_waited = waited_seconds(daphne.process.pid) - waited_before
+        rss_end = rss_mb(server.process.pid)
+        server_cpu = cpu_seconds(server.process.pid) - cpu_before
+        loop_cpu = main_thread_cpu_seconds(server.process.pid) - loop_cpu_before
+        server_waited = waited_seconds(server.process.pid) - waited_before
         stop.set()
         result = out.get(timeout=120)
         clients.join(timeout=30)
         sampler.running = False
+        if result["state"]["closed"] or result["state"]["failed"]:
+            print(server.output[-3000:])  # why sockets were closed
+        server.stop()  # the wrapper writes its garbage collection figures (and profile) on exit
+        try:
+            pauses = json.loads(gc_file.read_text() or "{}")
+        except ValueError:
+            pauses = {}
+        gc_file.unlink(missing_ok=True)
 
         per_department = args.clients / args.departments
         latencies = []
@@ -461,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "setup": {
                 "asgi_processes": 1,
-                "server": "daphne",
+                "server": args.server if args.server == "daphne" else f"uvicorn (ws {args.ws})",
                 "channel_layer": LAYERS[args.layer],
                 "clients": args.clients,
                 "departments": args.departments,
@@ -478,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
             "publish_ms_p99": round(percentile(stats["publish_ms"], 99), 1),
             "server_cpu_seconds": round(server_cpu, 1),
             "server_cpu_ms_per_event": round(server_cpu * 1000 / max(len(committed), 1), 2),
+            "server_cpu_ms_per_frame": round(server_cpu * 1000 / max(len(latencies), 1), 3),
+            # The event loop's thread (sockets, Redis, garbage collection); the rest is the
+            # database and rendering threads.
+            "server_loop_thread_cpu_seconds": round(loop_cpu, 1),
             # Ready to run but every core busy (with this machine's other work too).
             "server_waited_for_cpu_seconds": round(server_waited, 1),
             "deliveries_expected": int(expected),
@@ -494,17 +570,25 @@ def main(argv: list[str] | None = None) -> int:
                 "peak": round(sampler.peak, 1),
                 "end": round(rss_end, 1),
             },
+            # Whole run (connecting, events, closing): count, total and longest pause per generation.
+            "server_gc": {
+                f"gen{generation}": {
+                    "count": len(times),
+                    "total_ms": round(sum(times) * 1000, 1),
+                    "max_ms": round(max(times, default=0) * 1000, 1),
+                }
+                for generation, times in sorted(pauses.items())
+            },
             "targets": {"p99_ms": 50, "rss_mb": 300},
         }
         print(json.dumps(report, indent=2))
-        RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / f"live-{started:%Y%m%dT%H%M%S}.json"
         path.write_text(json.dumps(report, indent=2))
-        print(f"written to {path}")
+        print(f"written to {path}" + (f" (profile: {profile_file})" if profile_file else ""))
         return 0
     finally:
-        if daphne is not None:
-            daphne.stop()
+        if server is not None:
+            server.stop()
         if redis.running:
             redis.stop()
         shutil.rmtree(redis.base, ignore_errors=True)

@@ -103,8 +103,7 @@ from customers.services import (
 from . import escalation, services, triage
 from .errors import ServiceError
 from .models import (
-    REFERENCE_ALPHABET,
-    REFERENCE_LENGTH,
+    REFERENCE_PATTERN,
     Attachment,
     Case,
     CaseEvent,
@@ -115,7 +114,7 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_RE = re.compile(rf"\bC-([{REFERENCE_ALPHABET}]{{{REFERENCE_LENGTH}}})\b", re.IGNORECASE)
+REFERENCE_RE = re.compile(rf"\bC-({REFERENCE_PATTERN})\b", re.IGNORECASE)
 # Platforms whose message ids are global, so a reply can be matched across channels.
 GLOBAL_ID_PLATFORMS = frozenset({"email"})
 # How many thread keys are looked at (long e-mail threads carry dozens of References).

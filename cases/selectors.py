@@ -37,8 +37,7 @@ from . import permissions
 from .models import (
     QUEUE_NO_DUE,
     QUEUE_WORK_STATUSES,
-    REFERENCE_ALPHABET,
-    REFERENCE_LENGTH,
+    REFERENCE_PATTERN,
     Attachment,
     Case,
     CaseEvent,
@@ -261,24 +260,124 @@ def case_queue(
     )
 
 
-# What a queue row shows (templates/cases/partials/queue_row.html), besides the annotations.
-QUEUE_ROW_FIELDS = (
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """What one queue row shows (``cases/partials/queue_row.html``), as plain values.
+
+    A page reads these straight from its one query: turning 51 joined rows into Case,
+    Customer, Department, User and Channel objects made reading a page 60% dearer.
+    :func:`queue_row` makes the same from a loaded case (live updates).
+    """
+
+    id: int
+    reference: str
+    subject: str
+    status: str
+    priority: str
+    sla_state: str
+    due_at: datetime | None
+    last_inbound_at: datetime | None
+    customer_id: int
+    customer: str  # as str(customer) prints it
+    customer_is_vip: bool
+    department: str
+    assignee_id: int | None
+    assignee: str  # the assignee's name as the desk prints people; "" when unassigned
+    last_channel_kind: str | None  # None: no channel yet
+    last_identity_label: str
+    opening_words: str
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
+def person_name(*, first_name: str, last_name: str, email: str, username: str) -> str:
+    """A user as the desk prints people: full name, else e-mail address, else username."""
+    return f"{first_name} {last_name}".strip() or email or username
+
+
+def user_name(user) -> str:
+    """``person_name`` of a loaded user (the desk, the API and case events all print people so)."""
+    return person_name(
+        first_name=user.first_name, last_name=user.last_name, email=user.email, username=user.get_username()
+    )
+
+
+def queue_row(case: Case) -> QueueRow:
+    """The queue row of a case loaded as :func:`live_queue_rows` loads it."""
+    assignee = case.assignee
+    return QueueRow(
+        id=case.pk,
+        reference=case.reference,
+        subject=case.subject,
+        status=case.status,
+        priority=case.priority,
+        sla_state=case.sla_state,
+        due_at=case.due_at,
+        last_inbound_at=case.last_inbound_at,
+        customer_id=case.customer_id,
+        customer=str(case.customer),
+        customer_is_vip=case.customer.is_vip,
+        department=str(case.department),
+        assignee_id=case.assignee_id,
+        assignee=user_name(assignee) if assignee is not None else "",
+        last_channel_kind=case.last_channel.kind if case.last_channel_id is not None else None,
+        last_identity_label=getattr(case, "last_identity_label", None) or "",
+        opening_words=getattr(case, "opening_words", None) or "",
+    )
+
+
+# The columns of a queue row, in the order _queue_row_from_values takes them.
+QUEUE_ROW_COLUMNS = (
     *("id", "reference", "subject", "status", "priority", "sla_state", "due_at", "last_inbound_at"),
-    *("customer_id", "department_id", "assignee_id", "last_channel_id"),
-    *("customer__name", "customer__tier", "department__name", "last_channel__kind"),
-    *("assignee__first_name", "assignee__last_name", "assignee__email", "assignee__username"),
+    *("customer_id", "customer__name", "customer__tier", "department__name"),
+    *("assignee_id", "assignee__first_name", "assignee__last_name", "assignee__email", "assignee__username"),
+    *("last_channel_id", "last_channel__kind", "last_identity_label", "opening_words"),
 )
+
+
+def _queue_row_from_values(values: tuple) -> QueueRow:
+    (pk, reference, subject, status, priority, sla_state, due_at, last_inbound_at) = values[:8]
+    (customer_id, customer_name, customer_tier, department_name) = values[8:12]
+    (assignee_id, first_name, last_name, email, username) = values[12:17]
+    (last_channel_id, last_channel_kind, last_identity_label, opening_words) = values[17:]
+    return QueueRow(
+        id=pk,
+        reference=reference,
+        subject=subject,
+        status=status,
+        priority=priority,
+        sla_state=sla_state,
+        due_at=due_at,
+        last_inbound_at=last_inbound_at,
+        customer_id=customer_id,
+        customer=customer_name or f"Customer #{customer_id}",  # Customer.__str__
+        customer_is_vip=customer_tier == Customer.Tier.VIP,  # Customer.is_vip
+        department=department_name,
+        assignee_id=assignee_id,
+        assignee=(
+            person_name(first_name=first_name, last_name=last_name, email=email, username=username)
+            if assignee_id is not None
+            else ""
+        ),
+        last_channel_kind=last_channel_kind if last_channel_id is not None else None,
+        last_identity_label=last_identity_label or "",
+        opening_words=opening_words or "",
+    )
 
 
 @dataclass
 class QueuePage:
-    cases: list[Case]
+    cases: list[QueueRow]
     next_cursor: QueueCursor | None
 
 
 def case_queue_page(*, page_size: int = QUEUE_PAGE_SIZE, **filters) -> QueuePage:
-    """One page of ``case_queue``: fetches one row more than shown to know whether a next page exists."""
-    rows = list(case_queue(limit=page_size + 1, **filters).only(*QUEUE_ROW_FIELDS))
+    """One page of ``case_queue`` as queue rows: fetches one row more than shown to know whether a
+    next page exists."""
+    values = case_queue(limit=page_size + 1, **filters).values_list(*QUEUE_ROW_COLUMNS)
+    rows = [_queue_row_from_values(row) for row in values]
     has_more = len(rows) > page_size
     rows = rows[:page_size]
     cursor = QueueCursor(due_at=rows[-1].due_at, id=rows[-1].pk) if has_more else None
@@ -461,7 +560,7 @@ def customer_identities(*, customer) -> list[Identity]:
 
 # --- Search ------------------------------------------------------------------------------------
 
-REFERENCE_RE = re.compile(rf"^(?:C-)?([{REFERENCE_ALPHABET}]{{{REFERENCE_LENGTH}}})$", re.IGNORECASE)
+REFERENCE_RE = re.compile(rf"^(?:C-)?({REFERENCE_PATTERN})$", re.IGNORECASE)
 PHONE_RE = re.compile(r"^\+?[\d\s().-]{7,}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Longest search text taken; the rest is ignored.
@@ -1085,7 +1184,7 @@ def board_agent_rows(*, departments: list[Department], stats: BoardStats | None 
             figures["unassigned"] = 0
             people[user.pk] = BoardRow(
                 key=user.pk,
-                label=user.get_full_name() or user.email or user.get_username(),
+                label=user_name(user),
                 detail=names[membership.department_id] + role,
                 **figures,
             )

@@ -18,7 +18,7 @@ from connectors import webhooks_out
 from customers import services as customer_services
 from customers.errors import CustomerRefused
 
-from . import permissions, sla
+from . import permissions, selectors, sla
 from .errors import AlreadyClaimed, NotPermitted, ReasonRequired, ServiceError, StaleDraft
 from .models import Case, CaseEvent, Department, Message, new_reference
 
@@ -28,9 +28,7 @@ def _now() -> datetime:
 
 
 def _user_label(user) -> str | None:
-    if user is None:
-        return None
-    return user.get_full_name() or user.email or user.get_username()
+    return None if user is None else selectors.user_name(user)
 
 
 def _case_groups(case: Case, *extra_users) -> list[str]:

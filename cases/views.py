@@ -26,6 +26,7 @@ from customers.models import Customer, Identity
 from . import canned, drafts, escalation, forms, permissions, selectors, services, triage
 from .errors import ServiceError, StaleDraft
 from .models import Case
+from .templatetags.desk import quick_widget_renderer
 
 # --- Queue -------------------------------------------------------------------------------------
 
@@ -38,6 +39,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         request.GET,
         departments=departments,
         all_label="All departments" if permissions.is_admin(request.user) else "All my departments",
+        renderer=quick_widget_renderer,  # the same markup as Django's widget templates, quicker
     )
     form.is_valid()  # invalid filters are dropped and reported; the rest still apply
     data = form.cleaned_data

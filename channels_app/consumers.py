@@ -36,6 +36,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,15 +45,18 @@ from types import SimpleNamespace
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.db import close_old_connections
 from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
+from django.utils.functional import empty
 
 from cases import drafts, permissions, selectors
 from config.middleware import mfa_missing
 
-from . import groups, presence, replay
+from . import groups, hub, presence, replay
 from .presence import PUSH_CONTEXT
 
 logger = logging.getLogger(__name__)
@@ -73,6 +77,15 @@ def event_case_ids(event: dict) -> list[int]:
     ids += [pk for pk in event.get("case_ids") or [] if isinstance(pk, int)]
     ids += [item["case_id"] for item in event.get("cases") or [] if isinstance(item.get("case_id"), int)]
     return list(dict.fromkeys(ids))
+
+
+# Events a socket handles without the cases' rows.
+EVENTS_WITHOUT_ROWS = frozenset({"presence.changed", "incident.opened"})
+
+
+def needs_rows(kind: str) -> bool:
+    """Whether a live event of this kind is applied with its cases' rows (read once per process)."""
+    return kind not in EVENTS_WITHOUT_ROWS
 
 
 def _seq(content: dict) -> int | None:
@@ -223,7 +236,9 @@ class LiveRows:
                     future.set_result(result)
 
 
-live_rows = LiveRows()
+# With the hub each event is read once per process: only the fallback of a socket asking again
+# looks results up, so few are kept (a result kept is an object more for the full collections).
+live_rows = LiveRows(size=64)
 
 
 def _render_header(case_id: int) -> str | None:
@@ -245,28 +260,50 @@ def _render_entry(message_id: int) -> dict | None:
 
 
 class DeskConsumer(AsyncJsonWebsocketConsumer):
-    """Pushes rendered updates for the queue, case and board pages of one signed-in user."""
+    """Pushes rendered updates for the queue, case and board pages of one signed-in user.
 
-    # How many recent event ids a socket remembers, to drop the copies of an event that
-    # reach it through several of its groups (department and personal).
-    SEEN_EVENTS = 256
+    The socket has no channel of its own: the process's hub (:mod:`channels_app.hub`) is in
+    the socket's groups and hands it their events (``hand``), which it applies in order in a
+    task of its own, one at a time with what the page asks.
+    """
+
+    async def __call__(self, scope, receive, send):
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        # Names this tab in the case's presence (the cache), where a channel name was used.
+        self.tab = f"tab.{uuid.uuid4().hex}"
+        self.busy = asyncio.Lock()
+        self.inbox: deque = deque()
+        self.pump: asyncio.Task | None = None
+        self.hub: hub.Hub | None = None
+        self.joined: list[str] = []
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        finally:
+            if self.hub is not None:
+                self.hub.leave(self, self.joined)
+                if getattr(self, "watching", None) is not None:
+                    self.hub.leave(self, [groups.case_group(self.watching.case_id)])
+            if self.pump is not None:
+                self.pump.cancel()
 
     async def dispatch(self, message):
-        """Call the message's handler, without channels' per-message database hop.
+        """Call the message's handler, one at a time with the live events being applied.
 
-        Channels closes stale database connections before every handler, on the ORM's one
-        worker thread: with a thousand sockets on a department, one event would queue a
-        thousand hops behind each other. Every database call here goes through
+        Without channels' per-message database hop: every database call here goes through
         ``database_sync_to_async``, which closes stale connections itself.
         """
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        async with self.busy:
+            await handler(message)
 
     async def connect(self):
-        self.seen = deque(maxlen=self.SEEN_EVENTS)
-        self.joined: list[str] = []
         self.window: selectors.QueueWindow | None = None
         self.shown: set[int] = set()
         self.watching: SimpleNamespace | None = None
@@ -279,7 +316,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        self.user = user
+        # The scope's user is a lazy object, evaluated by now: every event reads the user a
+        # dozen times, through the wrapper's attribute lookup each time.
+        self.user = user if getattr(user, "_wrapped", empty) is empty else user._wrapped
         owes_mfa, self.role = await database_sync_to_async(self._load_role)()
         if owes_mfa:
             await self.close(code=4403)
@@ -289,8 +328,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         ]
         if self.role in ("admin", "supervisor"):
             names.append(groups.supervisors_group())
-        for name in names:
-            await self.channel_layer.group_add(name, self.channel_name)
+        self.hub = hub.hub()
+        if self.hub is not None:
+            await self.hub.join(self, names)
         self.joined = names
         await self.accept()
         await self.send_json({"type": "hello", "role": self.role})
@@ -309,8 +349,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 task.cancel()
         if self.watching is not None:
             await self._unwatch()
-        for name in self.joined:
-            await self.channel_layer.group_discard(name, self.channel_name)
+        if self.hub is not None:
+            self.hub.leave(self, self.joined)
+        self.joined = []
 
     # --- What the page asks for ------------------------------------------------------------
 
@@ -371,9 +412,10 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.watching = SimpleNamespace(
             case_id=case.pk, reference=case.reference, can_take_over=drafts.can_take_over(self.user, case)
         )
-        await self.channel_layer.group_add(groups.case_group(case.pk), self.channel_name)
+        if self.hub is not None:
+            await self.hub.join(self, [groups.case_group(case.pk)])
         state = await database_sync_to_async(drafts.case_viewing)(
-            case_id=case.pk, tab=self.channel_name, user=self.user
+            case_id=case.pk, tab=self.tab, user=self.user
         )
         await self._send_presence(state)
         if content.get("replay") is True and _seq(content) is not None:
@@ -392,10 +434,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     async def _unwatch(self):
         watching, self.watching = self.watching, None
-        await self.channel_layer.group_discard(groups.case_group(watching.case_id), self.channel_name)
-        await database_sync_to_async(drafts.case_left)(
-            case_id=watching.case_id, tab=self.channel_name, user=self.user
-        )
+        if self.hub is not None:
+            self.hub.leave(self, [groups.case_group(watching.case_id)])
+        await database_sync_to_async(drafts.case_left)(case_id=watching.case_id, tab=self.tab, user=self.user)
 
     async def on_typing(self, content: dict):
         if self.watching is None:
@@ -403,7 +444,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await database_sync_to_async(presence.typing)(
             user=self.user,
             case_id=self.watching.case_id,
-            tab=self.channel_name,
+            tab=self.tab,
             typing=bool(content.get("typing")),
             has_draft=bool(content.get("draft")),
         )
@@ -411,18 +452,25 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     async def on_ping(self, content: dict):
         if self.watching is not None:
             await database_sync_to_async(drafts.case_viewing)(
-                case_id=self.watching.case_id, tab=self.channel_name, user=self.user
+                case_id=self.watching.case_id, tab=self.tab, user=self.user
             )
         await self.send_json({"type": "pong"})
 
     # --- What the services say ------------------------------------------------------------------
 
-    async def live_event(self, message):
-        event_id = message.get("event_id")
-        if event_id in self.seen:
-            return
-        self.seen.append(event_id)
-        event = message.get("event") or {}
+    def hand(self, event_id: str, event: dict, rows) -> None:
+        """Queue an event the hub received for this socket (``rows``: its read rows, or None)."""
+        self.inbox.append((event_id, event, rows))
+        if self.pump is None or self.pump.done():
+            self.pump = asyncio.ensure_future(self._drain())
+
+    async def _drain(self):
+        while self.inbox:
+            async with self.busy:
+                while self.inbox:
+                    await self.live_event(*self.inbox.popleft())
+
+    async def live_event(self, event_id: str, event: dict, rows=None):
         kind = event.get("type", "")
         try:
             if kind == "presence.changed":
@@ -433,9 +481,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 await self._incident(event_id, event)
                 return
             case_ids = event_case_ids(event)
-            if not case_ids or not self._wants(kind, case_ids):
+            if not case_ids or not self.wants(kind, case_ids):
                 return
-            seq, rows = await live_rows.get(event_id, case_ids)
+            seq, rows = rows if rows is not None else await live_rows.get(event_id, case_ids)
             await self._apply(event_id, kind, event, case_ids, rows, seq=seq)
         except Exception:  # one bad event must not close the agent's socket
             logger.exception("live event %s could not be pushed", kind)
@@ -468,7 +516,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         rows = await database_sync_to_async(_render_rows)(case_ids)
         for item in events:
             event = item["event"]
-            if not self._wants(event["type"], [item["case_id"]]):
+            if not self.wants(event["type"], [item["case_id"]]):
                 continue
             await self._apply(
                 f"seq.{item['seq']}",
@@ -481,7 +529,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             )
         await self.send_json({"type": "replay.done", "seq": events[-1]["seq"], "events": len(events)})
 
-    def _wants(self, kind: str, case_ids: list[int]) -> bool:
+    def wants(self, kind: str, case_ids: list[int]) -> bool:
         """Whether this socket shows anything an event about ``case_ids`` could change."""
         return (
             self.window is not None

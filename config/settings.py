@@ -121,7 +121,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DB_CONN_MAX_AGE = env.int("DB_CONN_MAX_AGE", default=60)
     if env.bool("DB_POOL", default=True):
-        import config.db  # noqa: F401  (a forked child forgets the pools it inherited)
+        # A forked child forgets the pools it inherited; a checkout's health check is cheap.
+        import config.db  # noqa: F401
 
         # Under ASGI every request runs in a thread of its own, so a per-thread persistent
         # connection is a new connection per request; a pool (psycopg_pool) shares them.
@@ -150,9 +151,10 @@ REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=2.0)
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=3.0)
 if REDIS_URL:
-    # "core" (Redis lists: one round trip per socket) or "pubsub" (Redis PUBLISH: one round
-    # trip per process holding sockets of a group; faster, see bench/live.py, but it does
-    # not yet come back cleanly from a Redis outage in tests/faults, so not the default).
+    # "core" (Redis sorted sets, polled) or "pubsub" (Redis PUBLISH; not yet through the
+    # Redis-outage fault test in tests/faults, so not the default). Either way each process's
+    # hub (channels_app/hub.py) is the one member of its sockets' groups: one message per
+    # process and group.
     CHANNEL_LAYER_BACKEND = {
         "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "core": "channels_redis.core.RedisChannelLayer",
@@ -161,10 +163,21 @@ if REDIS_URL:
         "default": {
             "BACKEND": CHANNEL_LAYER_BACKEND,
             "CONFIG": {
-                # No read timeout here: consumers block on Redis for seconds by design;
-                # a publish is bounded by channels_app.publish instead.
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": REDIS_CONNECT_TIMEOUT}],
+                # The hub blocks on Redis for 5 s at a time (BZPOPMIN): its reads may take
+                # longer than that. redis-py's own default (5 s) raced the block's answer and
+                # dropped every socket of a busy process; a publish is bounded by
+                # channels_app.publish instead.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                        "socket_timeout": 30.0,
+                    }
+                ],
                 "prefix": env.str("CHANNEL_LAYER_PREFIX", default="caseline"),
+                # A process's hub receives every event its sockets' groups are sent: room for
+                # seconds of them while its event loop is busy (other channels keep 100).
+                "channel_capacity": {"hub.*": 2000},
             },
         }
     }

@@ -34,6 +34,7 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from cases import ingest
+from channels_app.publish import published_together
 from customers.identifiers import normalize_platform_id
 
 from .base import MessageUpdate, ParseError, ParseResult
@@ -269,9 +270,9 @@ def inbound_events_process_batch(
     failed with the error and one more attempt; one that lost an insert race to another
     worker is tried again (``BATCH_EVENT_TRIES``). Processed and ignored events are never
     taken. Statuses are written in one statement, everything commits together, and the
-    live events of the whole batch are published after commit through one event loop,
-    so the channel layer's connection is reused. Database outages are raised (nothing
-    is written; the events stay as they were).
+    live events of the whole batch are published after commit, in order, in one go
+    (``published_together``: one event loop, whose channel-layer connection is reused).
+    Database outages are raised (nothing is written; the events stay as they were).
     """
     try:
         asyncio.get_running_loop()
@@ -288,7 +289,7 @@ def inbound_events_process_batch(
 
 def _process_batch(limit: int, event_ids: list[int] | None, statuses: tuple[str, ...]) -> BatchResult:
     outcome = BatchResult()
-    with transaction.atomic():
+    with published_together(), transaction.atomic():
         events = InboundEvent.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             status__in=statuses or (InboundEvent.Status.PENDING,)
         )

@@ -11,12 +11,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count, F
 
-from cases.models import REFERENCE_ALPHABET, Case, CaseEvent, Message
+from cases.models import REFERENCE_PATTERN, Case, CaseEvent, Message
 from connectors.models import Channel
 from customers.identifiers import normalize_platform_id
 from customers.models import Customer, Identity
 
-REFERENCE = re.compile(rf"C-[{REFERENCE_ALPHABET}]{{5}}")
+REFERENCE = re.compile(rf"C-{REFERENCE_PATTERN}")
 METHODS = ["orm", pytest.param("copy", marks=pytest.mark.postgres)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -267,6 +268,20 @@ def test_reference_to_a_case_merged_away_lands_on_the_case_it_went_into(channel,
     assert first.status == Case.Status.CLOSED and first.messages.count() == 0
     assert message.case == third
     assert third.messages.filter(pk=message.pk).exists()
+
+
+def test_references_of_both_lengths_thread_new_ones_have_six_characters(channel):
+    opened = ingest.ingest(channel=channel, inbound=tweet("t1"))
+    assert re.fullmatch(r"C-[0-9A-Z]{6}", opened.case.reference)
+    older = ingest.ingest(channel=channel, inbound=tweet("t2", author="other")).case
+    Case.objects.filter(pk=older.pk).update(reference="C-7Q4K2")  # issued before references grew
+
+    by_new = ingest.ingest(
+        channel=channel, inbound=dm("d1", author="third", text=f"about {opened.case.reference}")
+    )
+    by_old = ingest.ingest(channel=channel, inbound=dm("d2", author="fourth", text="about c-7q4k2 please"))
+
+    assert by_new.case == opened.case and by_old.case == older
 
 
 def test_unknown_reference_token_opens_a_new_case(channel):

@@ -18,7 +18,7 @@ def kinds(case):
 def test_case_open_writes_created_event_and_reference(customer, channel):
     case = services.case_open(customer=customer, channel=channel)
 
-    assert case.reference.startswith("C-") and len(case.reference) == 7
+    assert case.reference.startswith("C-") and len(case.reference) == 8
     assert case.department == channel.department
     assert kinds(case) == ["created"]
 

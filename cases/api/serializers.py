@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from rest_framework import serializers
 
-from cases import permissions
+from cases import permissions, selectors
 from cases.models import (
     Attachment,
     BusinessCalendar,
@@ -58,7 +58,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 def user_label(user) -> str:
-    return user.get_full_name() or user.email or user.get_username()
+    return selectors.user_name(user)
 
 
 class UserSummarySerializer(serializers.Serializer):

@@ -1,15 +1,19 @@
-"""Template helpers of the agent desk: labels, countdowns, durations, safe e-mail HTML."""
+"""Template helpers of the agent desk: labels, countdowns, durations, safe e-mail HTML, queue rows,
+and a form renderer that prints plain inputs and selects without templates."""
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 from functools import lru_cache
 
 import nh3
 from django import template
+from django.forms.renderers import DjangoTemplates
 from django.urls import reverse
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import SafeData, SafeString, mark_safe
+from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
 from cases import permissions, selectors
@@ -38,7 +42,7 @@ def desk_user(user) -> dict:
         "role": permissions.role_of(user),
         "is_admin": permissions.is_admin(user),
         "departments": selectors.user_departments(user=user),
-        "name": user.get_full_name() or user.email or user.get_username(),
+        "name": selectors.user_name(user),
     }
 
 
@@ -146,7 +150,11 @@ def ago(value: datetime | None) -> str:
     """How long ago, the way the queue reads it: "now", "12m ago", "3h 05m ago", "2d 4h ago"."""
     if value is None:
         return ""
-    seconds = int((datetime.now(UTC) - value).total_seconds())
+    return ago_text(value, datetime.now(UTC))
+
+
+def ago_text(value: datetime, now: datetime) -> str:
+    seconds = int((now - value).total_seconds())
     if seconds < 60:
         return "now"
     if seconds < 3_600:
@@ -155,18 +163,20 @@ def ago(value: datetime | None) -> str:
 
 
 @register.simple_tag
-def countdown_time(due: datetime | None) -> str:
+def countdown_time(due: datetime | None, now: datetime | None = None) -> str:
     """A countdown that desk.js keeps ticking; the server's text is right at render time."""
     if due is None:
         return ""
-    now = datetime.now(UTC)
-    return format_html(
-        '<time class="countdown{}" datetime="{}" data-due="{}" title="Due {}">{}</time>',
-        " is-overdue" if due <= now else "",
-        iso(due),
-        iso(due),
-        stamp(due),
-        countdown_text(due, now),
+    return mark_safe(_countdown_html(due, now or datetime.now(UTC)))  # built from escaped parts
+
+
+def _countdown_html(due: datetime, now: datetime) -> str:
+    # iso() and countdown_text() print digits, letters and punctuation only: nothing to escape.
+    at = iso(due)
+    overdue = " is-overdue" if due <= now else ""
+    return (
+        f'<time class="countdown{overdue}" datetime="{at}" data-due="{at}" title="Due {_text(stamp(due))}">'
+        f"{countdown_text(due, now)}</time>"
     )
 
 
@@ -193,15 +203,113 @@ def customer_url(customer_id: int) -> str:
 
 @register.filter
 def person(user) -> str:
-    if user is None:
-        return ""
-    return user.get_full_name() or user.email or user.get_username()
+    return "" if user is None else selectors.user_name(user)
 
 
 @register.simple_tag
 def queue_key(case: Case) -> str:
     """The row's place in the queue order, for desk.js to slot pushed rows in."""
     return selectors.queue_key(case.due_at, case.pk)
+
+
+# --- Queue rows ----------------------------------------------------------------------------
+# A queue page shows 50 rows and every live push renders one: the row is built here in
+# Python (about a seventh of what the same markup costs as an included Django template).
+# templates/cases/partials/queue_row.html is this tag and nothing else, so pages and pushes
+# print the same bytes. Every value is escaped as {{ value }} would escape it.
+
+
+def _text(value) -> str:
+    """``value`` as ``{{ value }}`` prints it in an HTML template (plain text escaped)."""
+    return html.escape(str(value))
+
+
+def _badges(css: str, choices) -> dict[str, str]:
+    return {
+        value: f'<span class="badge {css}-{_text(value)}">{_text(label)}</span>' for value, label in choices
+    }
+
+
+# The fixed parts of a row, printed once per value instead of once per row.
+_STATUS_BADGES = _badges("st", Case.Status.choices)
+_PRIORITY_BADGES = _badges("pr", Case.Priority.choices)
+_SLA_BADGES = _badges("sla", Case.SlaState.choices)
+_CHANNEL_BADGES = {kind: str(channel_badge(kind)) for kind in CHANNEL_NAMES}
+_NO_VALUE = '<span class="faint">—</span>'
+
+
+def _time_cell(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return _NO_VALUE
+    return f'<time datetime="{iso(value)}" title="{_text(stamp(value))}">{ago_text(value, now)}</time>'
+
+
+def queue_row_html(row: selectors.QueueRow, now: datetime | None = None) -> SafeString:
+    """One queue row (``<tr>`` ... ``</tr>``) from :class:`cases.selectors.QueueRow` values."""
+    now = now or datetime.now(UTC)
+    reference = _text(row.reference)
+    href = _text(case_url(row.reference))
+    if row.subject:
+        title = f'\n      <a class="subject" href="{href}">{_text(row.subject)}</a>\n    '
+    elif row.opening_words:
+        words = _text(Truncator(row.opening_words).words(12, truncate=" …"))
+        title = f'\n      <a class="subject is-snippet" href="{href}">{words}</a>\n    '
+    else:
+        title = ""
+    vip = ' <span class="badge vip">VIP</span>' if row.customer_is_vip else ""
+    label = row.last_identity_label
+    handle = f'<span class="handle">{_text(label)}</span>' if label else ""
+    kind = row.last_channel_kind
+    channel = _NO_VALUE if kind is None else (_CHANNEL_BADGES.get(kind) or channel_badge(kind))
+    # A value outside the choices prints as itself, as get_FOO_display() does.
+    status = _STATUS_BADGES.get(row.status) or (
+        f'<span class="badge st-{_text(row.status)}">{_text(row.status)}</span>'
+    )
+    priority = _PRIORITY_BADGES.get(row.priority) or (
+        f'<span class="badge pr-{_text(row.priority)}">{_text(row.priority)}</span>'
+    )
+    sla = _SLA_BADGES.get(row.sla_state) or (
+        f'<span class="badge sla-{_text(row.sla_state or "none")}">{_text(row.sla_state)}</span>'
+    )
+    countdown = "" if row.due_at is None else _countdown_html(row.due_at, now)
+    assignee = _text(row.assignee) if row.assignee_id is not None else '<span class="faint">Unassigned</span>'
+    # selectors.queue_key() prints digits and a dot only.
+    return mark_safe(  # every value above is escaped, or fixed markup
+        f'<tr id="case-row-{row.id}" data-case="{reference}" data-key="{selectors.queue_key(row.due_at, row.id)}">\n'
+        f'  <td class="case-cell" data-label="Case">\n'
+        f'    <a class="ref" href="{href}">{reference}</a>\n'
+        f"    {title}\n"
+        f"  </td>\n"
+        f'  <td data-label="Customer">\n'
+        f'    <a class="cust" href="{_text(customer_url(row.customer_id))}">{_text(row.customer)}</a>{vip}\n'
+        f"    {handle}\n"
+        f"  </td>\n"
+        f'  <td data-label="Channel">{channel}</td>\n'
+        f'  <td data-label="Status">{status}</td>\n'
+        f'  <td data-label="Priority">{priority}</td>\n'
+        f'  <td data-label="Promise"><span class="sla">{sla}{countdown}</span></td>\n'
+        f'  <td data-label="Assignee">{assignee}<span class="handle">{_text(row.department)}</span></td>\n'
+        f'  <td data-label="Customer wrote">{_time_cell(row.last_inbound_at, now)}</td>\n'
+        f"</tr>"
+    )
+
+
+def _as_row(case) -> selectors.QueueRow:
+    return case if isinstance(case, selectors.QueueRow) else selectors.queue_row(case)
+
+
+@register.simple_tag(name="queue_row")
+def queue_row_tag(case) -> SafeString:
+    """The queue row of ``case``: a :class:`cases.selectors.QueueRow`, or a Case loaded as
+    ``selectors.live_queue_rows`` loads it (templates/cases/partials/queue_row.html)."""
+    return queue_row_html(_as_row(case))
+
+
+@register.simple_tag
+def queue_rows(cases) -> SafeString:
+    """Every row of a queue page, each followed by a newline as the included partial prints it."""
+    now = datetime.now(UTC)
+    return mark_safe("".join(f"{queue_row_html(_as_row(case), now)}\n" for case in cases))  # rows are safe
 
 
 @register.simple_tag
@@ -261,3 +369,78 @@ def form_token(context) -> str:
     if not token or str(token) == "NOTPROVIDED":
         return ""
     return format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', token)
+
+
+# --- Form widgets ----------------------------------------------------------------------------
+# Django renders every widget, and every <option> of a select, through a template: the
+# queue's five filter controls cost more than its fifty rows. QuickWidgetRenderer prints
+# the plain <input> and <select> widgets in Python, byte for byte as Django's own templates
+# (django/forms/templates/django/forms/widgets/{input,select,select_option,attrs}.html) print
+# them, and hands anything else (option groups, other widgets) to those templates.
+
+
+def _attr_text(value) -> str:
+    """``{{ value|stringformat:'s' }}`` in a widget template."""
+    text = "%s" % (str(value) if isinstance(value, tuple) else value)
+    return text if isinstance(value, SafeData) else html.escape(text)
+
+
+def _widget_attrs(attrs: dict) -> str:
+    """django/forms/widgets/attrs.html"""
+    return "".join(
+        f" {conditional_escape(name)}"
+        if value is True
+        else f' {conditional_escape(name)}="{_attr_text(value)}"'
+        for name, value in attrs.items()
+        if value is not False
+    )
+
+
+def _input_widget(widget: dict) -> str | None:
+    value = widget["value"]
+    shown = "" if value is None else f' value="{_attr_text(value)}"'
+    return (
+        f'<input type="{conditional_escape(widget["type"])}" name="{conditional_escape(widget["name"])}"'
+        f"{shown}{_widget_attrs(widget['attrs'])}>"
+    )
+
+
+_OPTION_TEMPLATE = "django/forms/widgets/select_option.html"
+
+
+def _select_widget(widget: dict) -> str | None:
+    parts = [f'<select name="{conditional_escape(widget["name"])}"{_widget_attrs(widget["attrs"])}>']
+    for group_name, options, _index in widget["optgroups"]:
+        if group_name:
+            return None
+        for option in options:
+            if option["template_name"] != _OPTION_TEMPLATE or not isinstance(option["label"], str):
+                return None
+            parts.append(
+                f'\n  <option value="{_attr_text(option["value"])}"{_widget_attrs(option["attrs"])}>'
+                f"{conditional_escape(option['label'])}</option>\n"
+            )
+    parts.append("\n</select>")
+    return "".join(parts)
+
+
+_QUICK_WIDGETS = {
+    "django/forms/widgets/text.html": _input_widget,
+    "django/forms/widgets/hidden.html": _input_widget,
+    "django/forms/widgets/input.html": _input_widget,
+    "django/forms/widgets/select.html": _select_widget,
+}
+
+
+class QuickWidgetRenderer(DjangoTemplates):
+    """Django's template form renderer, with plain inputs and selects printed in Python (same bytes)."""
+
+    def render(self, template_name, context, request=None):
+        build = _QUICK_WIDGETS.get(template_name)
+        printed = build(context["widget"]) if build is not None and "widget" in context else None
+        if printed is None:
+            return super().render(template_name, context, request=request)
+        return printed.strip()
+
+
+quick_widget_renderer = QuickWidgetRenderer()

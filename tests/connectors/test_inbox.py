@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -731,6 +732,54 @@ def test_batch_writes_each_message_s_case_events_in_the_order_of_the_messages(x_
     assert list(dict.fromkeys(in_order)) == [f"order{i}" for i in range(13)]
     assert in_order == sorted(in_order, key=lambda m: int(m.removeprefix("order")))
     assert Message.objects.filter(case=case).count() == 13
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_publishes_its_live_events_after_commit_in_order_in_one_send(x_channel, monkeypatch):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from channels_app import publish
+    from channels_app.groups import department_group
+
+    for i in range(3):
+        store(x_channel, x_dm_body(f"live{i}", "8811", text=f"message {i}"))
+    store(x_channel, x_dm_body("live-broken", "8812"))
+    real_ingest = ingest.ingest
+
+    def broken_for_one(*, channel, inbound, **kwargs):
+        message = real_ingest(channel=channel, inbound=inbound, **kwargs)  # publishes on commit, then fails
+        if inbound.external_id == "live-broken":
+            raise RuntimeError("threading bug")
+        return message
+
+    monkeypatch.setattr(ingest, "ingest", broken_for_one)
+    sends, real_send = [], publish._send
+    monkeypatch.setattr(publish, "_send", lambda items: (sends.append(list(items)), real_send(items))[1])
+    layer = get_channel_layer()
+    listener = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(department_group(x_channel.department_id), listener)
+
+    result = inbox.inbound_events_process_batch()
+
+    assert result.statuses == {"processed": 3, "failed": 1}
+    messages = list(Message.objects.order_by("id").values_list("pk", flat=True))
+    assert len(messages) == 3
+    # one send after the commit, the batch's events in commit order, none of the failed event
+    assert len(sends) == 1
+    added = [event["message_id"] for event, _ in sends[0] if event["type"] == "message.added"]
+    assert added == messages
+    # and through the real channel layer the department hears them in that order
+
+    async def heard() -> list[int]:
+        ids = []
+        while len(ids) < len(messages):
+            message = await asyncio.wait_for(layer.receive(listener), timeout=5)
+            if message["event"]["type"] == "message.added":
+                ids.append(message["event"]["message_id"])
+        return ids
+
+    assert async_to_sync(heard)() == messages
 
 
 # --- moving a public conversation to a private channel ----------------------------------------

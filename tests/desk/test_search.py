@@ -140,5 +140,7 @@ def test_a_common_word_filters_the_queue_as_it_reads(desk, channels, monkeypatch
 def test_reference_parsing():
     assert selectors.search_reference("c-7q4k2") == "C-7Q4K2"
     assert selectors.search_reference("7Q4K2") == "C-7Q4K2"
+    assert selectors.search_reference("7q4k2x") == "C-7Q4K2X"  # six characters since 100,000 cases
     assert selectors.search_reference("C-7Q4K") is None
+    assert selectors.search_reference("C-7Q4K2XY") is None
     assert selectors.search_reference("hello") is None  # L and O are not in the reference alphabet

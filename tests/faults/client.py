@@ -157,9 +157,16 @@ class DeskSocket:
         return data
 
     def receive(self, timeout: float = 10.0) -> dict | None:
-        """The next JSON message (pings answered); None when the server closed the socket."""
-        self.sock.settimeout(timeout)
+        """The next JSON message (pings answered); None when the server closed the socket.
+
+        ``timeout`` bounds the whole wait: the server's pings do not extend it (raises
+        ``TimeoutError``)."""
+        deadline = time.monotonic() + timeout
         while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no message within {timeout} s")
+            self.sock.settimeout(left)
             first, second = self._exactly(2)
             size = second & 0x7F
             if size == 126:

@@ -277,16 +277,41 @@ def app_env(*, database_url: str, redis_url: str | None, **extra: str) -> dict[s
     return env
 
 
+def _shared_listener(port: int) -> socket.socket:
+    """A listening TCP socket on 127.0.0.1 for several server processes to accept from.
+
+    TCP_NODELAY is set here because the accepted connections inherit it: a server handed a
+    descriptor (``--fd``) cannot tell it is TCP (uvicorn takes it for a Unix socket) and
+    would leave Nagle's algorithm on, so a response written in two parts (head, then body)
+    or a run of small websocket frames waits for the client's delayed ACK, about 40 ms.
+    Servers bound by address (``--host``/``--port``, as in production) set it themselves.
+    """
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1024)
+    return listener
+
+
+def _all_alive(started: list[AppProcess], server: str) -> list[AppProcess]:
+    """``started``, once every process is seen alive; otherwise all are stopped and the first
+    dead one's output is raised."""
+    dead = [process for process in started if not process.alive()]
+    if dead:
+        for process in started:
+            process.stop()
+        raise RuntimeError(f"{server} did not start:\n" + dead[0].output)
+    return started
+
+
 def start_uvicorn(
     env: dict[str, str], *, processes: int = 1, log_level: str = "warning"
 ) -> tuple[list[AppProcess], int]:
     """Serve the app with uvicorn (httptools, uvloop), the production server, on 127.0.0.1:
     ``processes`` processes accepting from one shared socket, each its own ``AppProcess``."""
     port = free_port()
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(1024)
+    listener = _shared_listener(port)
     started: list[AppProcess] = []
     try:
         for index in range(processes):
@@ -301,12 +326,7 @@ def start_uvicorn(
         time.sleep(2.0)  # every process has imported the app
     finally:
         listener.close()  # the children hold their own copies
-    dead = [process for process in started if not process.alive()]
-    if dead:
-        for process in started:
-            process.stop()
-        raise RuntimeError("uvicorn did not start:\n" + dead[0].output)
-    return started, port
+    return _all_alive(started, "uvicorn"), port
 
 
 def start_daphne(
@@ -322,10 +342,7 @@ def start_daphne(
         fds: tuple[int, ...] = ()
     else:
         # One socket, accepted from by every process: the kernel spreads the connections.
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", port))
-        listener.listen(1024)
+        listener = _shared_listener(port)
         bind = ["--fd", str(listener.fileno())]
         fds = (listener.fileno(),)
     try:
@@ -359,12 +376,7 @@ def start_daphne(
     finally:
         if listener is not None:
             listener.close()  # the children hold their own copies
-    dead = [p for p in started if not p.alive()]
-    if dead:
-        for process in started:
-            process.stop()
-        raise RuntimeError("daphne did not start:\n" + dead[0].output)
-    return started, port
+    return _all_alive(started, "daphne"), port
 
 
 def start_worker(
