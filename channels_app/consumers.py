@@ -330,7 +330,15 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             names.append(groups.supervisors_group())
         self.hub = hub.hub()
         if self.hub is not None:
-            await self.hub.join(self, names)
+            try:
+                await self.hub.join(self, names)
+            except Exception as error:  # Redis away: the page shows it is offline and retries
+                logger.warning(
+                    "desk socket refused: the channel layer failed (%s)", error or type(error).__name__
+                )
+                self.hub.leave(self, names)
+                await self.close(code=1011)
+                return
         self.joined = names
         await self.accept()
         await self.send_json({"type": "hello", "role": self.role})

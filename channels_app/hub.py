@@ -17,6 +17,12 @@ failing receive did: pages go offline at once and reconnect, saying what they la
 next socket to connect starts a new hub, whose first ``group_add`` is refused while Redis is
 away. Memberships are renewed on the layer before they expire, and groups no socket of the
 process is in any more are left.
+
+Each hub listens through a channel layer instance of its own (see ``_own_layer``): the
+process-wide instance may have been made before the process forked (a test server, a server
+preforked by its parent), and with it its client prefix and its receive bookkeeping, so two
+processes would read one Redis list and a receive left open in the parent would refuse every
+receive in the child.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import itertools
 import logging
 from collections import OrderedDict, deque
 
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, InMemoryChannelLayer, channel_layers, get_channel_layer
 
 from .publish import layer_answered
 
@@ -58,6 +64,7 @@ class Hub:
         self.outbox: deque = deque()
         self.wakeup: asyncio.Future | None = None
         self.tasks: list[asyncio.Task] = []
+        self.joining = 0  # sockets inside ``join``: the hub must not stop under them
 
     # --- sockets ----------------------------------------------------------------------------------
 
@@ -65,6 +72,13 @@ class Hub:
         """Add ``consumer`` to groups ``names``; raises when the layer cannot be reached."""
         if self.dead:
             raise LayerLost("the channel layer was lost")
+        self.joining += 1
+        try:
+            await self._join(consumer, names)
+        finally:
+            self.joining -= 1
+
+    async def _join(self, consumer, names) -> None:
         if self.channel is None:
             # A name of its own per hub: channels-redis keeps receive locks by the name's
             # process part, and a hub of an event loop that has gone (tests) may leave one held.
@@ -100,22 +114,22 @@ class Hub:
 
     def _stop_if_idle(self) -> None:
         """With no socket left, stop listening (the next socket starts a new hub)."""
-        if self.members or self.dead:
+        if self.members or self.joining or self.dead:
             return
         self.dead = True
         if _hubs.get(self.loop) is self:
             del _hubs[self.loop]
         for task in self.tasks:
             task.cancel()
-        if self.channel is not None and self.joined:
-            self.loop.create_task(self._leave_all(list(self.joined)))
+        self.loop.create_task(self._leave_all(list(self.joined) if self.channel is not None else []))
 
     async def _leave_all(self, names: list[str]) -> None:
-        for name in names:
-            try:
+        try:
+            for name in names:
                 await self.layer.group_discard(name, self.channel)
-            except Exception:  # the layer forgets the member after its group expiry anyway
-                return
+        except Exception:  # the layer forgets the member after its group expiry anyway
+            pass
+        await _close(self.layer)
 
     # --- the layer --------------------------------------------------------------------------------
 
@@ -226,6 +240,7 @@ class Hub:
         for consumer in sockets:
             with contextlib.suppress(Exception):  # the connection may be gone already
                 await consumer.close(code=1011)
+        await _close(self.layer)
 
 
 _hubs: dict = {}
@@ -242,5 +257,24 @@ def hub() -> Hub | None:
             return None
         for old in [old for old in _hubs if old.is_closed()]:  # loops of finished tests
             del _hubs[old]
-        current = _hubs[loop] = Hub(layer, loop)
+        current = _hubs[loop] = Hub(_own_layer(layer), loop)
     return current
+
+
+def _own_layer(layer):
+    """A channel layer instance for one hub alone, made in this process (see the module's notes).
+
+    The in-memory layer is the exception: its groups live in the instance, so the hub must
+    listen on the one the services publish through."""
+    if isinstance(layer, InMemoryChannelLayer):
+        return layer
+    return channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+
+
+async def _close(layer) -> None:
+    """Close a stopped hub's own connections to the layer (the in-memory layer has none)."""
+    if isinstance(layer, InMemoryChannelLayer):
+        return
+    close = getattr(layer, "close_pools", None) or getattr(layer, "flush", None)
+    with contextlib.suppress(Exception):  # the connections may be gone with the server already
+        await close()

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from cases import services
 from channels_app import groups, hub
@@ -91,3 +92,54 @@ async def test_when_the_layer_fails_the_sockets_close_and_the_next_one_starts_ag
     case = await sync_to_async(open_case)(world["x"])
     assert case.pk in [m["id"] for m in rows_of(await received(again))]
     await again.disconnect()
+
+
+async def test_a_hub_listens_on_a_layer_instance_of_its_own():
+    shared = get_channel_layer()
+    if isinstance(shared, InMemoryChannelLayer):
+        pytest.skip("the in-memory layer's groups live in its one instance: the hub shares it")
+    # What a process forked from a parent that was receiving inherits: a receive in progress
+    # on another event loop. channels-redis refuses any receive on a second loop then.
+    elsewhere = asyncio.new_event_loop()
+    saved = shared.receive_count, shared.receive_event_loop
+    shared.receive_count, shared.receive_event_loop = 1, elsewhere
+    try:
+        world = await sync_to_async(build_world)()
+        page = await queue_page(world["agent"])
+        own = hub.hub().layer
+        assert own is not shared and own.client_prefix != shared.client_prefix
+        assert hub.hub().channel.split(".")[-1].startswith(own.client_prefix)
+
+        case = await sync_to_async(open_case)(world["x"])
+
+        assert case.pk in [m["id"] for m in rows_of(await received(page))]
+        await page.disconnect()
+    finally:
+        shared.receive_count, shared.receive_event_loop = saved
+        elsewhere.close()
+
+
+async def test_a_socket_joining_as_the_last_one_leaves_keeps_the_hub(monkeypatch):
+    world = await sync_to_async(build_world)()
+    first = await queue_page(world["agent"])
+    current = hub.hub()
+    gate = asyncio.Event()
+    group_add = current.layer.group_add
+
+    async def slow_group_add(name, channel):
+        await gate.wait()
+        return await group_add(name, channel)
+
+    monkeypatch.setattr(current.layer, "group_add", slow_group_add)
+    # a page loads while the one before it (its last socket here) closes
+    second = asyncio.ensure_future(queue_page(world["colleague"]))
+    await asyncio.sleep(0.2)  # the new socket waits inside the hub's join
+    await first.disconnect()
+    await asyncio.sleep(0.1)  # the hub's check for having no socket left runs
+    gate.set()
+    page = await second
+
+    assert hub.hub() is current and not current.dead
+    case = await sync_to_async(open_case)(world["x"])
+    assert case.pk in [m["id"] for m in rows_of(await received(page))]
+    await page.disconnect()
