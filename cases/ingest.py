@@ -859,7 +859,7 @@ def _parent(
     rows = Message.objects.select_related("case__customer")
     if lock:
         rows = rows.select_for_update(of=("case",), nowait=nowait)
-    parent = rows.filter(channel=channel, external_id=external_id).first()
+    parent = _unique(rows.filter(channel=channel, external_id=external_id))
     if parent is None and global_ids:
         parent = rows.filter(external_id=external_id).order_by("id").first()
     return parent
@@ -1051,7 +1051,16 @@ def _validate(inbound: InboundMessage) -> None:
 
 
 def _existing(channel, external_id: str) -> Message | None:
-    return Message.objects.select_related("case").filter(channel=channel, external_id=external_id).first()
+    return _unique(Message.objects.select_related("case").filter(channel=channel, external_id=external_id))
+
+
+def _unique(messages) -> Message | None:
+    """The one message of a look-up by channel and platform id (unique when the id is set).
+
+    Without ``first()``'s ORDER BY: Django pairs every selected column with the ordering
+    when it compiles an ordered query, and with the case's columns selected that cost more
+    than the look-up itself on the inbox's hot path."""
+    return next(iter(messages.order_by()[:1]), None)
 
 
 def _thread_key(inbound: InboundMessage) -> str:
