@@ -17,18 +17,17 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from django.db import connections
-from django.test import Client, override_settings
+from django.test import Client
 from playwright.sync_api import expect
 
 from cases import services, sla
 from cases.models import Case, Membership, Message
-from config.celery import app as celery_app
 from connectors import registry
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
+from tests.browser.live import BrowserTestCase
 from tests.desk.conftest import PASSWORD, crossed_case, minutes_ago
 
 pytestmark = [
@@ -80,31 +79,18 @@ class SocketSwitch:
         self.down = False
 
 
-# A private cache for the server process (presence and reply locks live there), tasks
-# inline so a reply is "sent" by a scripted connector instead of a platform.
-@override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
-class LiveDeskTest(ChannelsLiveServerTestCase):
-    host = "127.0.0.1"
-    serve_static = True
-
+# Tasks inline (see BrowserTestCase), so a reply is "sent" by a scripted connector instead of
+# a platform.
+class LiveDeskTest(BrowserTestCase):
     @classmethod
     def setUpClass(cls):
-        cls._eager, celery_app.conf.task_always_eager = celery_app.conf.task_always_eager, True
         cls._x_connector = registry.CONNECTORS["x"]
         registry.CONNECTORS["x"] = "tests.scripted_connector"
-        # The forked server opens the test database by its TEST name; name the one in use.
-        test_settings = settings.DATABASES["default"].setdefault("TEST", {})
-        cls._test_name, test_settings["NAME"] = (
-            test_settings.get("NAME"),
-            connections["default"].settings_dict["NAME"],
-        )
-        super().setUpClass()  # forks the server with the settings above
+        super().setUpClass()  # forks the server with the connector above
 
     @classmethod
     def tearDownClass(cls):
         super().tearDownClass()
-        settings.DATABASES["default"]["TEST"]["NAME"] = cls._test_name
-        celery_app.conf.task_always_eager = cls._eager
         registry.CONNECTORS["x"] = cls._x_connector
 
     @pytest.fixture(autouse=True)

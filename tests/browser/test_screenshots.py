@@ -14,17 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django.db.models import Count
-from django.test import Client, override_settings
+from django.test import Client
 from playwright.sync_api import expect
 
 from cases import demo
 from cases.models import Case
-from config.celery import app as celery_app
+from tests.browser.live import BrowserTestCase
 
 pytestmark = pytest.mark.browser
 
@@ -52,29 +51,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", header[16:24])
 
 
-# A private cache: presence and reply locks of the forked server stay out of other tests' way.
-@override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
-class DemoPagesTest(ChannelsLiveServerTestCase):
-    host = "127.0.0.1"
-    serve_static = True
-
-    @classmethod
-    def setUpClass(cls):
-        cls._eager, celery_app.conf.task_always_eager = celery_app.conf.task_always_eager, True
-        # The forked server opens the test database by its TEST name; name the one in use.
-        test_settings = settings.DATABASES["default"].setdefault("TEST", {})
-        cls._test_name, test_settings["NAME"] = (
-            test_settings.get("NAME"),
-            connections["default"].settings_dict["NAME"],
-        )
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        settings.DATABASES["default"]["TEST"]["NAME"] = cls._test_name
-        celery_app.conf.task_always_eager = cls._eager
-
+class DemoPagesTest(BrowserTestCase):
     @pytest.fixture(autouse=True)
     def _browser(self, browser, page):
         # ``page`` is asked for so the suite runs this with the other browser tests, last.
