@@ -27,6 +27,10 @@ What it does, in a throwaway database (``caseline_bench_ingest``, dropped afterw
 4. Unless ``--no-load``: ``manage.py generate_load --cases 100000`` adds 1,000,000
    messages, and steps 2-3 run again with a fresh stream.
 
+``--profile`` runs each processing worker under cProfile, timed in CPU seconds (waits on
+PostgreSQL left out), into ``bench/results/ingest-worker-<pid>.prof``; the rates are then
+several times lower.
+
 Results go to ``bench/results/ingest-<time>.json`` and stdout. ``REDIS_URL`` defaults to
 ``redis://127.0.0.1:6379/13``: a database number of its own, so no test worker sees
 the bench's tasks.
@@ -613,6 +617,12 @@ def _process_worker(processor: str, batch: int, out) -> None:
 
     events = retries = deferred = 0
     reruns: dict[str, int] = {}
+    profile = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profile = cProfile.Profile(time.process_time)  # CPU, not time spent waiting
+        profile.enable()
     with connection.execute_wrapper(count):
         if processor == "batch":
             while True:
@@ -640,6 +650,10 @@ def _process_worker(processor: str, batch: int, out) -> None:
                     if inbox.inbound_event_process(event_id=event_id) is not None:
                         events += 1
     cpu = _cpu_seconds(os.getpid()) - cpu_before[0], _cpu_seconds(backend) - cpu_before[1]
+    if profile is not None:
+        profile.disable()
+        RESULTS.mkdir(exist_ok=True)
+        profile.dump_stats(RESULTS / f"ingest-worker-{os.getpid()}.prof")
     connections.close_all()
     out.send(
         {
@@ -783,7 +797,14 @@ def main(argv: list[str] | None = None) -> int:
         "--ack-only", action="store_true", help="Measure acknowledgement only (implies --no-load)."
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile each processing worker into bench/results/ingest-worker-<pid>.prof (slower).",
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        os.environ["BENCH_PROFILE"] = "1"
 
     database_url = urlsplit(args.server_url)._replace(path=f"/{THROWAWAY}").geturl()
     _admin(args.server_url, f'DROP DATABASE IF EXISTS "{THROWAWAY}" WITH (FORCE)')

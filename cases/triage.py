@@ -56,7 +56,7 @@ def _analyzer() -> SentimentIntensityAnalyzer:
     return SentimentIntensityAnalyzer()  # loads the bundled lexicon once
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=1024)  # room for long keyword lists: a cache smaller than a list misses every time
 def _pattern(phrase: str) -> re.Pattern:
     return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, phrase.split())) + r"(?!\w)", re.I)
 
