@@ -47,7 +47,6 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.db import close_old_connections
 from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
@@ -269,7 +268,6 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     async def __call__(self, scope, receive, send):
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.base_send = send
         # Names this tab in the case's presence (the cache), where a channel name was used.
         self.tab = f"tab.{uuid.uuid4().hex}"
@@ -336,7 +334,6 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 logger.warning(
                     "desk socket refused: the channel layer failed (%s)", error or type(error).__name__
                 )
-                self.hub.leave(self, names)
                 await self.close(code=1011)
                 return
         self.joined = names
@@ -357,9 +354,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 task.cancel()
         if self.watching is not None:
             await self._unwatch()
-        if self.hub is not None:
-            self.hub.leave(self, self.joined)
-        self.joined = []
+        # The socket leaves its hub's groups when it ends (``__call__``), however it ends.
 
     # --- What the page asks for ------------------------------------------------------------
 

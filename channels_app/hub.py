@@ -116,12 +116,19 @@ class Hub:
         """With no socket left, stop listening (the next socket starts a new hub)."""
         if self.members or self.joining or self.dead:
             return
+        self._retire()
+        self.loop.create_task(self._leave_all(list(self.joined) if self.channel is not None else []))
+
+    def _retire(self) -> None:
+        """Mark this hub dead, forget it (the next socket starts a new one) and stop its tasks,
+        but the one calling."""
         self.dead = True
         if _hubs.get(self.loop) is self:
             del _hubs[self.loop]
+        current = asyncio.current_task()
         for task in self.tasks:
-            task.cancel()
-        self.loop.create_task(self._leave_all(list(self.joined) if self.channel is not None else []))
+            if task is not current:
+                task.cancel()
 
     async def _leave_all(self, names: list[str]) -> None:
         try:
@@ -220,20 +227,11 @@ class Hub:
             await self.layer.group_add(name, self.channel)
 
     async def _lost(self, error: Exception) -> None:
-        logger.warning("live events stopped: the channel layer failed (%s)", error or type(error).__name__)
-        await self._fail()
-
-    async def _fail(self) -> None:
-        """Forget this hub and close its sockets: their pages reconnect to a new one."""
+        """The layer failed: retire this hub and close its sockets (their pages reconnect to a new one)."""
         if self.dead:
             return
-        self.dead = True
-        if _hubs.get(self.loop) is self:
-            del _hubs[self.loop]
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
+        logger.warning("live events stopped: the channel layer failed (%s)", error or type(error).__name__)
+        self._retire()
         sockets = {consumer for members in self.members.values() for consumer in members}
         self.members.clear()
         self.outbox.clear()
