@@ -352,7 +352,7 @@ def _queue_row_from_values(values: tuple) -> QueueRow:
         due_at=due_at,
         last_inbound_at=last_inbound_at,
         customer_id=customer_id,
-        customer=customer_name or f"Customer #{customer_id}",  # Customer.__str__
+        customer=Customer.label(customer_name, customer_id),
         customer_is_vip=customer_tier == Customer.Tier.VIP,  # Customer.is_vip
         department=department_name,
         assignee_id=assignee_id,

@@ -37,7 +37,12 @@ class Customer(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name or f"Customer #{self.pk}"
+        return self.label(self.name, self.pk)
+
+    @staticmethod
+    def label(name: str, pk: int | None) -> str:
+        """How a customer is printed: their name, else their number (for rows read as values)."""
+        return name or f"Customer #{pk}"
 
     @property
     def is_vip(self) -> bool:

@@ -57,16 +57,12 @@ class ErrorSerializer(serializers.Serializer):
 # --- Shared pieces -----------------------------------------------------------------------------
 
 
-def user_label(user) -> str:
-    return selectors.user_name(user)
-
-
 class UserSummarySerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     name = serializers.SerializerMethodField()
 
     def get_name(self, user) -> str:
-        return user_label(user)
+        return selectors.user_name(user)
 
 
 class NamedSummarySerializer(serializers.Serializer):

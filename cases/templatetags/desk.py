@@ -224,10 +224,12 @@ def _text(value) -> str:
     return html.escape(str(value))
 
 
+def _badge(css: str, value, label) -> str:
+    return f'<span class="badge {css}-{_text(value)}">{_text(label)}</span>'
+
+
 def _badges(css: str, choices) -> dict[str, str]:
-    return {
-        value: f'<span class="badge {css}-{_text(value)}">{_text(label)}</span>' for value, label in choices
-    }
+    return {value: _badge(css, value, label) for value, label in choices}
 
 
 # The fixed parts of a row, printed once per value instead of once per row.
@@ -262,15 +264,9 @@ def queue_row_html(row: selectors.QueueRow, now: datetime | None = None) -> Safe
     kind = row.last_channel_kind
     channel = _NO_VALUE if kind is None else (_CHANNEL_BADGES.get(kind) or channel_badge(kind))
     # A value outside the choices prints as itself, as get_FOO_display() does.
-    status = _STATUS_BADGES.get(row.status) or (
-        f'<span class="badge st-{_text(row.status)}">{_text(row.status)}</span>'
-    )
-    priority = _PRIORITY_BADGES.get(row.priority) or (
-        f'<span class="badge pr-{_text(row.priority)}">{_text(row.priority)}</span>'
-    )
-    sla = _SLA_BADGES.get(row.sla_state) or (
-        f'<span class="badge sla-{_text(row.sla_state or "none")}">{_text(row.sla_state)}</span>'
-    )
+    status = _STATUS_BADGES.get(row.status) or _badge("st", row.status, row.status)
+    priority = _PRIORITY_BADGES.get(row.priority) or _badge("pr", row.priority, row.priority)
+    sla = _SLA_BADGES.get(row.sla_state) or _badge("sla", row.sla_state or "none", row.sla_state)
     countdown = "" if row.due_at is None else _countdown_html(row.due_at, now)
     assignee = _text(row.assignee) if row.assignee_id is not None else '<span class="faint">Unassigned</span>'
     # selectors.queue_key() prints digits and a dot only.
