@@ -478,10 +478,11 @@ def _http_loader(port: int, raw: list[bytes], concurrency: int, out) -> None:
     out.send({"latencies": latencies, "statuses": statuses, "cpu": time.process_time() - cpu})
 
 
-def _tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and its reaped children (daphne's workers are threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(pid: int, **kwargs) -> float:
+    """``tests.faults.servers.cpu_seconds`` (importable once ``main`` has put the project on the path)."""
+    from tests.faults.servers import cpu_seconds
+
+    return cpu_seconds(pid, **kwargs)
 
 
 def _servers_cpu_seconds(processes) -> float:
@@ -494,7 +495,7 @@ def _servers_cpu_seconds(processes) -> float:
     total = 0.0
     for pid in pids:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += _tree_cpu_seconds(pid)
+            total += _cpu_seconds(pid, reaped_children=True)
     return total
 
 
@@ -666,12 +667,6 @@ def _process_worker(processor: str, batch: int, out) -> None:
             "postgres_cpu": cpu[1],
         }
     )
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process on this machine (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process(processor: str, workers: int, batch: int) -> dict:

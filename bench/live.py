@@ -227,20 +227,6 @@ def clients_process(port: int, sessions: list[str], seq: int, ramp: float, ready
 # --- the stack and the data -----------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def main_thread_cpu_seconds(pid: int) -> float:
-    """CPU time of the process's main thread (the event loop): the rest is worker threads'."""
-    with open(f"/proc/{pid}/task/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def waited_seconds(pid: int) -> float:
     """Time the process's threads were ready to run but waited for a CPU (the scheduler's count)."""
     total = 0
@@ -490,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ready.wait(timeout=args.clients / args.ramp + 120):
             raise RuntimeError("the sockets did not open in time")
         rss_connected = rss_mb(server.process.pid)
-        cpu_before = cpu_seconds(server.process.pid)
-        loop_cpu_before = main_thread_cpu_seconds(server.process.pid)
+        cpu_before = servers.cpu_seconds(server.process.pid)
+        loop_cpu_before = servers.cpu_seconds(server.process.pid, thread=server.process.pid)  # the event loop
         waited_before = waited_seconds(server.process.pid)
         print(f"sockets open; committing {args.rate:.0f} events/s for {args.duration:.0f} s...", flush=True)
         committed, stats = commit_events(
@@ -499,8 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         time.sleep(3.0)  # stragglers
         rss_end = rss_mb(server.process.pid)
-        server_cpu = cpu_seconds(server.process.pid) - cpu_before
-        loop_cpu = main_thread_cpu_seconds(server.process.pid) - loop_cpu_before
+        server_cpu = servers.cpu_seconds(server.process.pid) - cpu_before
+        loop_cpu = servers.cpu_seconds(server.process.pid, thread=server.process.pid) - loop_cpu_before
         server_waited = waited_seconds(server.process.pid) - waited_before
         stop.set()
         result = out.get(timeout=120)

@@ -324,12 +324,7 @@ def _http(args, database_url: str, redis_url: str, session: str) -> dict:
 
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU the processes ``pids`` (all their threads) have used so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+    return sum(servers.cpu_seconds(pid) for pid in pids)
 
 
 def _print(report: dict) -> None:

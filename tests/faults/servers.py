@@ -38,6 +38,15 @@ def pg_bin() -> Path | None:
     return None
 
 
+def cpu_seconds(pid: int, *, thread: int | None = None, reaped_children: bool = False) -> float:
+    """User + system CPU seconds a process (or one of its threads) has used so far, from /proc.
+
+    ``reaped_children`` adds what its children that have exited used (cutime, cstime)."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()  # after the command's name
+    return sum(int(v) for v in fields[11 : 15 if reaped_children else 13]) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
