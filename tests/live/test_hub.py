@@ -138,7 +138,9 @@ async def test_a_socket_joining_as_the_last_one_leaves_keeps_the_hub(monkeypatch
     monkeypatch.setattr(current.layer, "group_add", slow_group_add)
     # a page loads while the one before it (its last socket here) closes
     second = asyncio.ensure_future(queue_page(world["colleague"]))
-    await asyncio.sleep(0.2)  # the new socket waits inside the hub's join
+    async with asyncio.timeout(5):
+        while not current.joining:  # the new socket waits inside the hub's join
+            await asyncio.sleep(0.01)
     await first.disconnect()
     await asyncio.sleep(0.1)  # the hub's check for having no socket left runs
     gate.set()
