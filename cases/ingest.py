@@ -88,6 +88,7 @@ from django.utils import timezone
 
 from channels_app import groups
 from channels_app.publish import publish_on_commit
+from config.rows import insert_row, update_row
 from connectors import webhooks_out
 from connectors.base import DeliveryUpdate, InboundMessage, MessageUpdate
 from customers.identifiers import normalize_platform_id
@@ -708,13 +709,13 @@ def _store(
     message.triage = result.breakdown()
     changed, triage_events = triage.triage_changes(case=case, message=message, result=result)
     if is_new:
-        case.save(force_insert=True)
+        insert_row(case)
         ctx.cases_created.add(case.pk)
     else:
         changed_fields = [name for name, value in _case_values(case).items() if stored[name] != value]
-        case.save(update_fields=[*changed_fields, "updated_at"])
+        update_row(case, [*changed_fields, "updated_at"])
     message.case = case
-    message.save(force_insert=True)
+    insert_row(message)
     events = []
     if is_new:
         events.append(

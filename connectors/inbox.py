@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from cases import ingest
 from channels_app.publish import published_together
+from config.rows import insert_row
 from customers.identifiers import normalize_platform_id
 
 from .base import MessageUpdate, ParseError, ParseResult
@@ -117,22 +118,9 @@ def inbound_event_store(
 
 def _insert_new(channel: Channel, delivery_id: str, values: dict) -> tuple[InboundEvent, bool]:
     event = InboundEvent(channel=channel, delivery_id=delivery_id, **values)
-    fields = [f for f in InboundEvent._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {InboundEvent._meta.db_table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-            "ON CONFLICT (channel_id, delivery_id) DO NOTHING RETURNING id",
-            params,
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return InboundEvent.objects.get(channel=channel, delivery_id=delivery_id), False
-    event.pk = row[0]
-    event._state.adding = False
-    return event, True
+    if insert_row(event, on_conflict="(channel_id, delivery_id) DO NOTHING"):
+        return event, True
+    return InboundEvent.objects.get(channel=channel, delivery_id=delivery_id), False
 
 
 def _enqueue(event_id: int) -> None:

@@ -24,6 +24,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.rows import insert_row
+
 from .errors import CustomerRefused
 from .identifiers import PHONE_KINDS, normalize_email, normalize_platform_id
 from .models import Customer, CustomerMerge, Identity, IdentitySuggestion
@@ -104,11 +106,14 @@ def identity_create(
     named after it. No savepoint of its own: a second identity with the same id raises
     ``IntegrityError``, so call it inside a savepoint you roll back (``identity_resolve``
     does; the inbox batch retries the event)."""
-    owner = customer or Customer.objects.create(name=(display_name or handle)[:200])
-    return Identity.objects.create(
+    owner = customer
+    if owner is None:
+        owner = Customer(name=(display_name or handle)[:200])
+        insert_row(owner)
+    identity = Identity(
         customer=owner,
         kind=kind,
-        platform_id=platform_id,
+        platform_id=normalize_platform_id(kind, platform_id),  # what Identity.save ensures
         handle=handle[:255],
         display_name=display_name[:255],
         follower_count=follower_count,
@@ -116,6 +121,8 @@ def identity_create(
         profile=profile or {},
         link_source=link_source,
     )
+    insert_row(identity)
+    return identity
 
 
 def identity_refresh(

@@ -1,0 +1,104 @@
+"""Single-row writes for the inbox's hot path, without the ORM's per-call SQL compiler.
+
+``Model.save`` compiles its INSERT or UPDATE again on every call: for a model of thirty
+columns that is most of the Python time of writing one row. The inbox writes a customer,
+an identity, a case and a message for every new conversation, so ``insert_row`` and
+``update_row`` build each statement once per model (and set of columns) and only prepare
+the values per call, through the same field methods ``save`` uses (``pre_save`` for the
+``auto_now`` stamps, ``get_db_prep_save`` for the database's form).
+
+What they leave out of ``save``: signals (no ``pre_save``/``post_save`` receiver listens
+to the models written this way; the configuration models the audit trail follows are
+never written through here), parent models (multi-table inheritance) and ``Model.save``
+overrides, so a caller keeps whatever a model's ``save`` ensures itself. Off PostgreSQL
+(the embedded SQLite default) both fall back to ``save``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import DatabaseError, connection
+from django.db.models import Model
+
+_inserts: dict[tuple[type[Model], str], tuple[str, list]] = {}
+_updates: dict[tuple[type[Model], tuple[str, ...]], tuple[str, list]] = {}
+
+
+def insert_row(obj: Model, *, on_conflict: str = "") -> bool:
+    """INSERT ``obj``, set its primary key and mark it saved; False when ``on_conflict``
+    (SQL after ``ON CONFLICT``, say ``(channel_id, delivery_id) DO NOTHING``) kept the
+    row out, True otherwise. An integrity error is raised as Django's ``IntegrityError``."""
+    if connection.vendor != "postgresql":
+        if on_conflict:
+            raise NotImplementedError("ON CONFLICT inserts are written for PostgreSQL only.")
+        obj.save(force_insert=True)
+        return True
+    model = type(obj)
+    statement = _inserts.get((model, on_conflict))
+    if statement is None:
+        statement = _inserts[(model, on_conflict)] = _insert_statement(model, on_conflict)
+    sql, fields = statement
+    # Foreign keys to objects saved after they were assigned: take their ids now, as save does.
+    obj._prepare_related_fields_for_save(operation_name="insert_row")
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    obj.pk = row[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return True
+
+
+def update_row(obj: Model, fields: Iterable[str]) -> None:
+    """UPDATE the columns of ``fields`` (field names) of the stored ``obj``, like
+    ``obj.save(update_fields=fields)``; ``DatabaseError`` when no row has its key."""
+    names = tuple(sorted(set(fields)))
+    if not names:
+        return
+    if connection.vendor != "postgresql":
+        obj.save(update_fields=names)
+        return
+    model = type(obj)
+    statement = _updates.get((model, names))
+    if statement is None:
+        statement = _updates[(model, names)] = _update_statement(model, names)
+    sql, model_fields = statement
+    obj._prepare_related_fields_for_save(operation_name="update_row")
+    params = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in model_fields]
+    params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount == 0:
+            raise DatabaseError(f"{model.__name__} {obj.pk} is not stored: no row was updated.")
+
+
+def _insert_statement(model: type[Model], on_conflict: str) -> tuple[str, list]:
+    meta = model._meta
+    if meta.parents:
+        raise TypeError(f"{model.__name__} inherits a stored model; save it with save().")
+    fields = [f for f in meta.concrete_fields if not f.primary_key and not f.generated]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    values = ", ".join(["%s"] * len(fields))
+    conflict = f" ON CONFLICT {on_conflict}" if on_conflict else ""
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values}){conflict} "  # noqa: S608 - names from the model
+        f"RETURNING {quote(meta.pk.column)}"
+    )
+    return sql, fields
+
+
+def _update_statement(model: type[Model], names: tuple[str, ...]) -> tuple[str, list]:
+    meta = model._meta
+    fields = [meta.get_field(name) for name in names]
+    for field in fields:
+        if not field.concrete or field.primary_key or field.generated:
+            raise ValueError(f"{model.__name__}.{field.name} is not a column update_row can write.")
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
+    return sql, fields

@@ -1,0 +1,89 @@
+"""Single-row writes (config.rows): the same row as save() writes, in one statement."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from cases.models import Case, Message
+from cases.services import case_build
+from config.rows import insert_row, update_row
+from connectors.models import InboundEvent
+from customers.models import Customer, Identity
+from tests import factories
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+
+def _columns(obj) -> dict:
+    """Every column of ``obj``'s stored row, by field name."""
+    model = type(obj)
+    return model.objects.filter(pk=obj.pk).values(*[f.attname for f in model._meta.concrete_fields]).get()
+
+
+def test_insert_row_stores_what_save_would_and_marks_the_object_saved():
+    channel = factories.ChannelFactory()
+    customer = Customer(name="Ada")
+    # The case is built before its customer is stored: its customer id is taken at insert time.
+    case = case_build(customer=customer, channel=channel, subject="Late parcel")
+    with CaptureQueriesContext(connection) as queries:
+        insert_row(customer)
+        insert_row(case)
+    assert len(queries) == 2
+    assert customer.pk and case.pk
+    assert not case._state.adding
+    twin = case_build(customer=customer, channel=channel, subject="Late parcel")
+    twin.save(force_insert=True)
+
+    stored, by_save = _columns(case), _columns(twin)
+    assert stored["customer_id"] == customer.pk
+    assert stored["created_at"] is not None and stored["updated_at"] is not None  # auto_now stamps
+    different = {"id", "reference", "created_at", "updated_at"}
+    assert {k: v for k, v in stored.items() if k not in different} == {
+        k: v for k, v in by_save.items() if k not in different
+    }
+
+
+def test_insert_row_raises_djangos_integrity_error_and_on_conflict_keeps_the_row_out():
+    identity = factories.IdentityFactory(kind="x", platform_id="42")
+    twin = Identity(customer=identity.customer, kind="x", platform_id="42")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_row(twin)
+    assert twin.pk is None
+
+    channel = factories.ChannelFactory()
+    first = InboundEvent(channel=channel, delivery_id="d-1", provider=channel.kind, body=b"{}")
+    again = InboundEvent(channel=channel, delivery_id="d-1", provider=channel.kind, body=b"{}")
+    conflict = "(channel_id, delivery_id) DO NOTHING"
+    assert insert_row(first, on_conflict=conflict) is True
+    assert insert_row(again, on_conflict=conflict) is False
+    assert again.pk is None
+    assert InboundEvent.objects.filter(channel=channel, delivery_id="d-1").count() == 1
+
+
+def test_update_row_writes_only_the_named_columns_and_refuses_a_missing_row():
+    channel = factories.ChannelFactory()
+    case = case_build(customer=factories.CustomerFactory(), channel=channel, subject="Before")
+    insert_row(case)
+    before = _columns(case)
+    Case.objects.filter(pk=case.pk).update(category="billing")  # written elsewhere meanwhile
+    case.subject, case.priority = "After", Case.Priority.HIGH
+    case.category = "ignored: not named"
+
+    with CaptureQueriesContext(connection) as queries:
+        update_row(case, ["subject", "priority", "updated_at"])
+    assert len(queries) == 1
+
+    after = _columns(case)
+    assert (after["subject"], after["priority"], after["category"]) == ("After", "high", "billing")
+    assert after["updated_at"] > before["updated_at"]
+    assert {k: v for k, v in after.items() if k not in {"subject", "priority", "category", "updated_at"}} == {
+        k: v for k, v in before.items() if k not in {"subject", "priority", "category", "updated_at"}
+    }
+
+    Case.objects.filter(pk=case.pk).delete()
+    with pytest.raises(DatabaseError, match="no row was updated"):
+        update_row(case, ["subject"])
+    with pytest.raises(ValueError, match="not a column"):
+        update_row(Message(pk=1), ["id"])
