@@ -16,8 +16,10 @@ import hashlib
 import quopri
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 from email import policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
@@ -883,8 +885,27 @@ def split_quoted(text: str, *, subject: str = "") -> tuple[str, bool]:
 # --- The whole mail -------------------------------------------------------------------
 
 
+class _RememberedHeaders(HeaderRegistry):
+    """``policy.default``'s header factory, remembering what it parsed.
+
+    The policy parses a header again every time it is read (a part's Content-Type on
+    each ``get_content_type`` call, say), and most mail repeats the same few header
+    values; parsed headers are immutable values, so one parse serves every read of
+    every mail with that (name, value)."""
+
+    def __init__(self):
+        super().__init__()
+        self._parse = lru_cache(maxsize=2048)(super().__call__)
+
+    def __call__(self, name, value):
+        return self._parse(name, value)
+
+
+_POLICY = policy.default.clone(header_factory=_RememberedHeaders())
+
+
 def _parse_bytes(raw: bytes) -> EmailMessage:
-    return BytesParser(policy=policy.default).parsebytes(raw)
+    return BytesParser(policy=_POLICY).parsebytes(raw)
 
 
 def _repair_boundary(raw: bytes, msg: EmailMessage) -> EmailMessage | None:
