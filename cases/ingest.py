@@ -88,7 +88,7 @@ from django.utils import timezone
 
 from channels_app import groups
 from channels_app.publish import publish_on_commit
-from config.rows import insert_row, update_row
+from config.rows import insert_row, insert_rows, update_row
 from connectors import webhooks_out
 from connectors.base import DeliveryUpdate, InboundMessage, MessageUpdate
 from customers.identifiers import normalize_platform_id
@@ -403,7 +403,7 @@ class IngestContext:
         """Write the case events kept back (``defer_events``) in one statement."""
         if self._pending_events:
             pending, self._pending_events = self._pending_events, []
-            CaseEvent.objects.bulk_create(pending)
+            insert_rows(pending)
 
     def remember(self, message: Message) -> None:
         self.messages_created += 1

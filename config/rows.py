@@ -1,27 +1,30 @@
-"""Single-row writes for the inbox's hot path, without the ORM's per-call SQL compiler.
+"""Row writes for the inbox's hot path, without the ORM's per-call SQL compiler.
 
 ``Model.save`` compiles its INSERT or UPDATE again on every call: for a model of thirty
 columns that is most of the Python time of writing one row. The inbox writes a customer,
-an identity, a case and a message for every new conversation, so ``insert_row`` and
-``update_row`` build each statement once per model (and set of columns) and only prepare
-the values per call, through the same field methods ``save`` uses (``pre_save`` for the
+an identity, a case, a message and its case events for every new conversation, so
+``insert_row``, ``insert_rows`` (many rows in one statement) and ``update_row`` build each
+statement once per model (and number of rows, or set of columns) and only prepare the values
+per call, through the same field methods ``save`` uses (``pre_save`` for the
 ``auto_now`` stamps, ``get_db_prep_save`` for the database's form).
 
 What they leave out of ``save``: signals (no ``pre_save``/``post_save`` receiver listens
 to the models written this way; the configuration models the audit trail follows are
 never written through here), parent models (multi-table inheritance) and ``Model.save``
 overrides, so a caller keeps whatever a model's ``save`` ensures itself. Off PostgreSQL
-(the embedded SQLite default) both fall back to ``save``.
+(the embedded SQLite default) they fall back to ``save`` and ``bulk_create``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import Model
 
-_inserts: dict[tuple[type[Model], str], tuple[str, list]] = {}
+# Rows per INSERT of ``insert_rows`` (and so at most this many cached statements per model).
+MAX_ROWS = 100
+_inserts: dict[tuple[type[Model], int, str], tuple[str, list]] = {}
 _updates: dict[tuple[type[Model], tuple[str, ...]], tuple[str, list]] = {}
 
 
@@ -34,23 +37,45 @@ def insert_row(obj: Model, *, on_conflict: str = "") -> bool:
             raise NotImplementedError("ON CONFLICT inserts are written for PostgreSQL only.")
         obj.save(force_insert=True)
         return True
-    model = type(obj)
-    statement = _inserts.get((model, on_conflict))
+    return bool(_insert([obj], on_conflict))
+
+
+def insert_rows(objs: list[Model]) -> None:
+    """INSERT ``objs`` (of one model) in one statement, like ``bulk_create`` on PostgreSQL:
+    primary keys set, objects marked saved."""
+    if not objs:
+        return
+    if connection.vendor != "postgresql":
+        type(objs[0]).objects.bulk_create(objs)
+        return
+    for start in range(0, len(objs), MAX_ROWS):
+        _insert(objs[start : start + MAX_ROWS], "")
+
+
+def _insert(objs: list[Model], on_conflict: str) -> int:
+    """Insert ``objs``; how many rows went in (their objects, in order, get their keys)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    model = type(objs[0])
+    key = (model, len(objs), on_conflict)
+    statement = _inserts.get(key)
     if statement is None:
-        statement = _inserts[(model, on_conflict)] = _insert_statement(model, on_conflict)
+        statement = _inserts[key] = _insert_statement(model, len(objs), on_conflict, db)
     sql, fields = statement
-    # Foreign keys to objects saved after they were assigned: take their ids now, as save does.
-    obj._prepare_related_fields_for_save(operation_name="insert_row")
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with connection.cursor() as cursor:
+    params = []
+    for obj in objs:
+        # Foreign keys to objects saved after they were assigned: take their ids now, as save does.
+        obj._prepare_related_fields_for_save(operation_name="insert")
+        params += [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields]
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    obj.pk = row[0]
-    obj._state.adding = False
-    obj._state.db = connection.alias
-    return True
+        rows = cursor.fetchall()
+    if on_conflict and not rows:
+        return 0
+    for obj, (pk,) in zip(objs, rows, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = db.alias
+    return len(rows)
 
 
 def update_row(obj: Model, fields: Iterable[str]) -> None:
@@ -62,43 +87,44 @@ def update_row(obj: Model, fields: Iterable[str]) -> None:
     if connection.vendor != "postgresql":
         obj.save(update_fields=names)
         return
+    db = connections[DEFAULT_DB_ALIAS]
     model = type(obj)
     statement = _updates.get((model, names))
     if statement is None:
-        statement = _updates[(model, names)] = _update_statement(model, names)
+        statement = _updates[(model, names)] = _update_statement(model, names, db)
     sql, model_fields = statement
-    obj._prepare_related_fields_for_save(operation_name="update_row")
-    params = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in model_fields]
-    params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
-    with connection.cursor() as cursor:
+    obj._prepare_related_fields_for_save(operation_name="update")
+    params = [f.get_db_prep_save(f.pre_save(obj, False), db) for f in model_fields]
+    params.append(model._meta.pk.get_db_prep_value(obj.pk, db))
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount == 0:
             raise DatabaseError(f"{model.__name__} {obj.pk} is not stored: no row was updated.")
 
 
-def _insert_statement(model: type[Model], on_conflict: str) -> tuple[str, list]:
+def _insert_statement(model: type[Model], rows: int, on_conflict: str, db) -> tuple[str, list]:
     meta = model._meta
     if meta.parents:
         raise TypeError(f"{model.__name__} inherits a stored model; save it with save().")
     fields = [f for f in meta.concrete_fields if not f.primary_key and not f.generated]
-    quote = connection.ops.quote_name
+    quote = db.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
-    values = ", ".join(["%s"] * len(fields))
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     conflict = f" ON CONFLICT {on_conflict}" if on_conflict else ""
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values}){conflict} "  # noqa: S608 - names from the model
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}{conflict} "  # noqa: S608 - names from the model
         f"RETURNING {quote(meta.pk.column)}"
     )
     return sql, fields
 
 
-def _update_statement(model: type[Model], names: tuple[str, ...]) -> tuple[str, list]:
+def _update_statement(model: type[Model], names: tuple[str, ...], db) -> tuple[str, list]:
     meta = model._meta
     fields = [meta.get_field(name) for name in names]
     for field in fields:
         if not field.concrete or field.primary_key or field.generated:
             raise ValueError(f"{model.__name__}.{field.name} is not a column update_row can write.")
-    quote = connection.ops.quote_name
+    quote = db.ops.quote_name
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
     sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
     return sql, fields

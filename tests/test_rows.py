@@ -6,9 +6,9 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from cases.models import Case, Message
+from cases.models import Case, CaseEvent, Message
 from cases.services import case_build
-from config.rows import insert_row, update_row
+from config.rows import insert_row, insert_rows, update_row
 from connectors.models import InboundEvent
 from customers.models import Customer, Identity
 from tests import factories
@@ -87,3 +87,16 @@ def test_update_row_writes_only_the_named_columns_and_refuses_a_missing_row():
         update_row(case, ["subject"])
     with pytest.raises(ValueError, match="not a column"):
         update_row(Message(pk=1), ["id"])
+
+
+def test_insert_rows_writes_many_in_one_statement_with_their_keys_in_order():
+    channel = factories.ChannelFactory()
+    case = case_build(customer=factories.CustomerFactory(), channel=channel, subject="Many")
+    insert_row(case)
+    events = [CaseEvent(case=case, kind=CaseEvent.Kind.NOTE, reason=f"event {i}") for i in range(5)]
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows(events)
+    assert len(queries) == 1
+    assert all(not e._state.adding for e in events)
+    assert [CaseEvent.objects.get(pk=e.pk).reason for e in events] == [f"event {i}" for i in range(5)]
+    assert all(e.created_at is not None for e in events)
