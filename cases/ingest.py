@@ -88,6 +88,7 @@ from django.utils import timezone
 
 from channels_app import groups
 from channels_app.publish import publish_on_commit
+from config.lookups import Prepared
 from config.rows import insert_row, insert_rows, update_row
 from connectors import webhooks_out
 from connectors.base import DeliveryUpdate, InboundMessage, MessageUpdate
@@ -771,10 +772,21 @@ def _case_values(case: Case) -> dict:
     return {f.name: getattr(case, f.attname) for f in _CASE_FIELDS}
 
 
-def _lock(case: Case, *, nowait: bool = False) -> Case:
-    return (
-        Case.objects.select_for_update(of=("self",), nowait=nowait).select_related("customer").get(pk=case.pk)
+# The inbox's look-ups run for nearly every message: compiled once (config.lookups).
+_locked_case = Prepared(
+    lambda pk, *, nowait: (
+        Case.objects.select_for_update(of=("self",), nowait=nowait)
+        .select_related("customer")
+        .filter(pk=pk)[:1]
     )
+)
+
+
+def _lock(case: Case, *, nowait: bool = False) -> Case:
+    locked = _locked_case.first(case.pk, nowait=nowait)
+    if locked is None:
+        raise Case.DoesNotExist(f"Case {case.pk} is not stored.")
+    return locked
 
 
 def _thread(
@@ -857,13 +869,31 @@ def _parent(
 ) -> Message | None:
     """The message with platform id ``external_id`` on ``channel`` (any channel for global ids),
     with its case and customer; ``lock`` also locks the case row."""
-    rows = Message.objects.select_related("case__customer")
-    if lock:
-        rows = rows.select_for_update(of=("case",), nowait=nowait)
-    parent = _unique(rows.filter(channel=channel, external_id=external_id))
+    parent = _parent_on_channel.first(channel.pk, external_id, lock=lock, nowait=nowait)
     if parent is None and global_ids:
-        parent = rows.filter(external_id=external_id).order_by("id").first()
+        parent = _parent_anywhere.first(external_id, lock=lock, nowait=nowait)
     return parent
+
+
+def _parents(*, lock: bool, nowait: bool):
+    rows = Message.objects.select_related("case__customer")
+    return rows.select_for_update(of=("case",), nowait=nowait) if lock else rows
+
+
+# A look-up of one message by channel and platform id (unique when the id is set) has no
+# ORDER BY: Django pairs every selected column with the ordering when it compiles one.
+_parent_on_channel = Prepared(
+    lambda channel_id, external_id, *, lock, nowait: (
+        _parents(lock=lock, nowait=nowait)
+        .filter(channel_id=channel_id, external_id=external_id)
+        .order_by()[:1]
+    )
+)
+_parent_anywhere = Prepared(
+    lambda external_id, *, lock, nowait: (
+        _parents(lock=lock, nowait=nowait).filter(external_id=external_id).order_by("id")[:1]
+    )
+)
 
 
 def _recent_case(
@@ -875,7 +905,10 @@ def _recent_case(
     window = (
         channel.reopen_window if channel is not None else timedelta(days=settings.CASE_REOPEN_WINDOW_DAYS)
     )
-    cutoff = at - window
+    return _recent_cases.first(customer_id, at - window, lock=lock, nowait=nowait)
+
+
+def _recent_cases_since(customer_id: int, cutoff: datetime, *, lock: bool, nowait: bool):
     cases = Case.objects.select_related("customer")
     if lock:
         cases = cases.select_for_update(of=("self",), nowait=nowait)
@@ -886,9 +919,11 @@ def _recent_case(
             Q(status__in=Case.OPEN_STATUSES)
             | Q(status__in=[Case.Status.RESOLVED, Case.Status.CLOSED], ended_at__gte=cutoff)
         )
-        .order_by(F("last_inbound_at").desc(nulls_last=True), "-id")
-        .first()
+        .order_by(F("last_inbound_at").desc(nulls_last=True), "-id")[:1]
     )
+
+
+_recent_cases = Prepared(_recent_cases_since)
 
 
 # --- replies that arrive before their parent --------------------------------------------------
@@ -1052,16 +1087,16 @@ def _validate(inbound: InboundMessage) -> None:
 
 
 def _existing(channel, external_id: str) -> Message | None:
-    return _unique(Message.objects.select_related("case").filter(channel=channel, external_id=external_id))
+    return _stored.first(channel.pk, external_id)
 
 
-def _unique(messages) -> Message | None:
-    """The one message of a look-up by channel and platform id (unique when the id is set).
-
-    Without ``first()``'s ORDER BY: Django pairs every selected column with the ordering
-    when it compiles an ordered query, and with the case's columns selected that cost more
-    than the look-up itself on the inbox's hot path."""
-    return next(iter(messages.order_by()[:1]), None)
+_stored = Prepared(
+    lambda channel_id, external_id: (
+        Message.objects.select_related("case")
+        .filter(channel_id=channel_id, external_id=external_id)
+        .order_by()[:1]
+    )
+)
 
 
 def _thread_key(inbound: InboundMessage) -> str:
