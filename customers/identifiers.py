@@ -6,6 +6,8 @@ numbers without the plus) become E.164 through the ``phonenumbers`` package.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -25,8 +27,15 @@ def normalize_phone(raw: str, *, region: str | None = None, international: bool 
         value = value.removeprefix("whatsapp:")
     if international and value[:1].isdigit():
         value = "+" + value
+    return _e164(raw, value, region or settings.DEFAULT_PHONE_REGION)
+
+
+# Every message's author id is read several times on its way in (the batch's author lock,
+# its look-up, the identity row), and phonenumbers' parser is slow: results are remembered.
+@lru_cache(maxsize=4096)
+def _e164(raw: str, value: str, region: str) -> str:
     try:
-        number = phonenumbers.parse(value, region or settings.DEFAULT_PHONE_REGION)
+        number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException as exc:
         raise ValidationError(f"'{raw}' is not a phone number ({exc}).", code="invalid_phone") from exc
     if not phonenumbers.is_possible_number(number):
@@ -34,6 +43,7 @@ def normalize_phone(raw: str, *, region: str | None = None, international: bool 
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=4096)
 def normalize_email(raw: str) -> str:
     value = (raw or "").strip().lower()
     try:
