@@ -46,6 +46,7 @@ import multiprocessing
 import os
 import platform
 import random
+import re
 import statistics
 import sys
 import time
@@ -611,9 +612,15 @@ def _process_worker(processor: str, batch: int, out) -> None:
         backend = cursor.fetchone()[0]
     cpu_before = _cpu_seconds(os.getpid()), _cpu_seconds(backend)
 
+    kinds: dict[str, int] = {}
+    log_kinds = os.environ.get("BENCH_STATEMENTS")
+
     def count(execute, sql, params, many, context):
         nonlocal queries
         queries += 1
+        if log_kinds:
+            kind = re.sub(r"\d+", "N", " ".join(sql.split()[:6]))[:110]
+            kinds[kind] = kinds.get(kind, 0) + 1
         return execute(sql, params, many, context)
 
     events = retries = deferred = 0
@@ -656,6 +663,9 @@ def _process_worker(processor: str, batch: int, out) -> None:
         RESULTS.mkdir(exist_ok=True)
         profile.dump_stats(RESULTS / f"ingest-worker-{os.getpid()}.prof")
     connections.close_all()
+    if log_kinds:
+        for kind, n in sorted(kinds.items(), key=lambda item: -item[1]):
+            print(f"[{os.getpid()}] {n:7d}  {kind}", file=sys.stderr)
     out.send(
         {
             "queries": queries,
