@@ -89,14 +89,14 @@ from django.utils import timezone
 from channels_app import groups
 from channels_app.publish import publish_on_commit
 from config.lookups import Prepared
-from config.rows import insert_row, insert_rows, update_row
+from config.rows import insert_linked, insert_rows, update_row
 from connectors import webhooks_out
 from connectors.base import DeliveryUpdate, InboundMessage, MessageUpdate
 from customers.identifiers import normalize_platform_id
 from customers.models import Identity
 from customers.selectors import identities_find, identity_find
 from customers.services import (
-    identity_create,
+    identity_build,
     identity_refresh,
     identity_resolve,
     identity_suggestions_record,
@@ -602,8 +602,9 @@ def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Mes
     if known is not None:
         identity, created = identity_refresh(identity=known, **profile), False
     elif ctx.batch:
-        # The batch's savepoint covers the insert race: the event is retried.
-        identity = identity_create(
+        # The batch's savepoint covers the insert race: the event is retried. A new author
+        # of a new conversation is written with its case and message (``_store``).
+        identity = identity_build(
             kind=inbound.platform,
             platform_id=inbound.author_id,
             customer=link_to,
@@ -611,6 +612,8 @@ def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Mes
             **profile,
         )
         created = True
+        if found is not None:
+            insert_linked(_unsaved(identity.customer, identity))
     else:
         identity, created = identity_resolve(
             kind=inbound.platform,
@@ -650,7 +653,8 @@ def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Mes
             f"customer #{found.case.customer_id}; customers kept apart ({why}, found by {found.rule})."
         )
     case = found.case if found.locked else _lock(found.case, nowait=ctx.batch)
-    # A customer created for this message has no earlier messages to count for triage.
+    # A customer created for this message has no earlier messages to count for triage (an
+    # unsaved one is only ever on its own new case: both ids are still None).
     new_customer = created and link_to is None and case.customer_id == identity.customer_id
     message = _store(case, channel, inbound, identity, found, ctx, notes=notes, new_customer=new_customer)
     _adopt_early_replies(message, inbound, ctx)
@@ -699,8 +703,6 @@ def _store(
     event_kind, before = services.case_apply_message(
         case, direction=Message.Direction.IN, kind=inbound.kind, channel=channel, at=inbound.sent_at
     )
-    if new_customer:
-        ctx.new_customer(case.customer_id)
     result = triage.assess_inbound(
         case=case,
         message=message,
@@ -710,13 +712,15 @@ def _store(
     message.triage = result.breakdown()
     changed, triage_events = triage.triage_changes(case=case, message=message, result=result)
     if is_new:
-        insert_row(case)
+        # A new conversation in one statement: its new customer and identity, case, message.
+        insert_linked([*_unsaved(identity.customer, identity), case, message])
         ctx.cases_created.add(case.pk)
     else:
         changed_fields = [name for name, value in _case_values(case).items() if stored[name] != value]
         update_row(case, [*changed_fields, "updated_at"])
-    message.case = case
-    insert_row(message)
+        insert_linked([*_unsaved(identity.customer, identity), message])
+    if new_customer:
+        ctx.new_customer(case.customer_id)
     events = []
     if is_new:
         events.append(
@@ -1097,6 +1101,10 @@ _stored = Prepared(
         .order_by()[:1]
     )
 )
+
+
+def _unsaved(*objs) -> list:
+    return [obj for obj in objs if obj.pk is None]
 
 
 def _thread_key(inbound: InboundMessage) -> str:

@@ -3,10 +3,13 @@
 ``Model.save`` compiles its INSERT or UPDATE again on every call: for a model of thirty
 columns that is most of the Python time of writing one row. The inbox writes a customer,
 an identity, a case, a message and its case events for every new conversation, so
-``insert_row``, ``insert_rows`` (many rows in one statement) and ``update_row`` build each
-statement once per model (and number of rows, or set of columns) and only prepare the values
-per call, through the same field methods ``save`` uses (``pre_save`` for the
-``auto_now`` stamps, ``get_db_prep_save`` for the database's form).
+``insert_row``, ``insert_rows`` (many rows of one model in one statement) and ``update_row``
+build each statement once per model (and number of rows, or set of columns) and only
+prepare the values per call, through the same field methods ``save`` uses (``pre_save`` for
+the ``auto_now`` stamps, ``get_db_prep_save`` for the database's form). ``insert_linked``
+writes new rows that refer to each other (customer, identity, case, message) in one
+statement, its data-modifying ``WITH`` parts passing each new key on to the next: one round
+trip instead of four.
 
 What they leave out of ``save``: signals (no ``pre_save``/``post_save`` receiver listens
 to the models written this way; the configuration models the audit trail follows are
@@ -128,3 +131,82 @@ def _update_statement(model: type[Model], names: tuple[str, ...], db) -> tuple[s
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
     sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
     return sql, fields
+
+
+_linked: dict[tuple, tuple[str, list]] = {}
+
+
+def insert_linked(objs: list[Model]) -> None:
+    """INSERT new ``objs`` in one statement, each referring to earlier ones of the list through
+    its foreign keys (a customer, its identity, its case, the case's first message), like
+    saving them in order: every object gets its primary key and its foreign keys' ids."""
+    if connection.vendor != "postgresql":
+        for obj in objs:
+            obj.save(force_insert=True)
+        return
+    if len(objs) == 1:
+        insert_row(objs[0])
+        return
+    db = connections[DEFAULT_DB_ALIAS]
+    position = {id(obj): i for i, obj in enumerate(objs)}
+    shape, links = [], []
+    for i, obj in enumerate(objs):
+        linked = {}
+        for field in obj._meta.concrete_fields:
+            if field.is_relation and field.is_cached(obj):
+                target = position.get(id(field.get_cached_value(obj)), i)
+                if target < i:
+                    linked[field.name] = target
+        shape.append((type(obj), tuple(sorted(linked.items()))))
+        links.append(linked)
+    key = tuple(shape)
+    statement = _linked.get(key)
+    if statement is None:
+        statement = _linked[key] = _linked_statement(key, db)
+    sql, fields_of = statement
+    params = []
+    for obj, linked, fields in zip(objs, links, fields_of, strict=True):
+        for field in fields:
+            if field.name not in linked:
+                if field.is_relation:
+                    related = field.get_cached_value(obj, default=None) if field.is_cached(obj) else None
+                    if related is not None and getattr(obj, field.attname) is None:
+                        # Saved after it was assigned: assigning it again takes its id (as save does).
+                        setattr(obj, field.name, related)
+                params.append(field.get_db_prep_save(field.pre_save(obj, True), db))
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        keys = cursor.fetchone()
+    for obj, pk in zip(objs, keys, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = db.alias
+    for obj, linked in zip(objs, links, strict=True):
+        for name, target in linked.items():
+            # The object again, not its id: setting the id alone would drop the cached object.
+            setattr(obj, name, objs[target])
+
+
+def _linked_statement(shape: tuple, db) -> tuple[str, list]:
+    quote = db.ops.quote_name
+    parts, fields_of = [], []
+    for i, (model, linked) in enumerate(shape):
+        meta = model._meta
+        links = dict(linked)
+        fields = [f for f in meta.concrete_fields if not f.primary_key and not f.generated]
+        values = ", ".join(
+            f"(SELECT {quote(shape[links[f.name]][0]._meta.pk.column)} FROM r{links[f.name]})"
+            if f.name in links
+            else "%s"
+            for f in fields
+        )
+        columns = ", ".join(quote(f.column) for f in fields)
+        parts.append(
+            f"r{i} AS (INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values}) "  # noqa: S608
+            f"RETURNING {quote(meta.pk.column)})"
+        )
+        fields_of.append(fields)
+    keys = ", ".join(
+        f"(SELECT {quote(model._meta.pk.column)} FROM r{i})" for i, (model, _) in enumerate(shape)
+    )
+    return f"WITH {', '.join(parts)} SELECT {keys}", fields_of

@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.rows import insert_row
+from config.rows import insert_linked
 
 from .errors import CustomerRefused
 from .identifiers import PHONE_KINDS, normalize_email, normalize_platform_id
@@ -106,12 +106,39 @@ def identity_create(
     named after it. No savepoint of its own: a second identity with the same id raises
     ``IntegrityError``, so call it inside a savepoint you roll back (``identity_resolve``
     does; the inbox batch retries the event)."""
-    owner = customer
-    if owner is None:
-        owner = Customer(name=(display_name or handle)[:200])
-        insert_row(owner)
-    identity = Identity(
-        customer=owner,
+    identity = identity_build(
+        kind=kind,
+        platform_id=platform_id,
+        handle=handle,
+        display_name=display_name,
+        follower_count=follower_count,
+        verified=verified,
+        profile=profile,
+        customer=customer,
+        link_source=link_source,
+    )
+    insert_linked([identity.customer, identity] if customer is None else [identity])
+    return identity
+
+
+def identity_build(
+    *,
+    kind: str,
+    platform_id: str,
+    handle: str = "",
+    display_name: str = "",
+    follower_count: int | None = None,
+    verified: bool | None = None,
+    profile: dict | None = None,
+    customer: Customer | None = None,
+    link_source: str = Identity.LinkSource.VERIFIED,
+) -> Identity:
+    """``identity_create`` without the writing: an unsaved Identity, on ``customer`` or on an
+    unsaved new Customer named after it, for a caller that writes them together with what
+    they lead to (``config.rows.insert_linked``: the inbox writes a new customer, identity,
+    case and message in one statement)."""
+    return Identity(
+        customer=customer or Customer(name=(display_name or handle)[:200]),
         kind=kind,
         platform_id=normalize_platform_id(kind, platform_id),  # what Identity.save ensures
         handle=handle[:255],
@@ -121,8 +148,6 @@ def identity_create(
         profile=profile or {},
         link_source=link_source,
     )
-    insert_row(identity)
-    return identity
 
 
 def identity_refresh(

@@ -574,12 +574,12 @@ def test_follow_up_costs_eleven_queries(channel, django_assert_num_queries):
         ingest.ingest(channel=channel, inbound=dm("d1", at=T0 + timedelta(minutes=5)))
 
 
-def test_first_message_of_a_new_customer_costs_fifteen_queries(channel, django_assert_num_queries):
+def test_first_message_of_a_new_customer_costs_thirteen_queries(channel, django_assert_num_queries):
     # stored already? (1), savepoints (4), identity looked up twice (2), early replies (1),
-    # customer and identity (2), triage settings (1), case, message, events (3), escalation paths (1).
-    # The webhook subscribers are cached, as they are in a running worker.
+    # customer and identity (1), triage settings (1), case with its message (1), events (1),
+    # escalation paths (1). The webhook subscribers are cached, as they are in a running worker.
     webhooks_out.active_subscriptions()
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(13):
         ingest.ingest(channel=channel, inbound=tweet("t1"))
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from cases.models import Case, CaseEvent, Message
 from cases.services import case_build
-from config.rows import insert_row, insert_rows, update_row
+from config.rows import insert_linked, insert_row, insert_rows, update_row
 from connectors.models import InboundEvent
 from customers.models import Customer, Identity
 from tests import factories
@@ -100,3 +101,52 @@ def test_insert_rows_writes_many_in_one_statement_with_their_keys_in_order():
     assert all(not e._state.adding for e in events)
     assert [CaseEvent.objects.get(pk=e.pk).reason for e in events] == [f"event {i}" for i in range(5)]
     assert all(e.created_at is not None for e in events)
+
+
+def test_insert_linked_writes_a_new_conversation_in_one_statement():
+    channel = factories.ChannelFactory()
+    customer = Customer(name="Grace")
+    identity = Identity(customer=customer, kind="x", platform_id="1001", handle="grace")
+    case = case_build(customer=customer, channel=channel, subject="Refund")
+    message = Message(
+        case=case,
+        identity=identity,
+        channel=channel,
+        direction=Message.Direction.IN,
+        kind=Message.Kind.DM,
+        text="Where is my refund?",
+        external_id="dm-1",
+        sent_at=timezone.now(),
+    )
+    with CaptureQueriesContext(connection) as queries:
+        insert_linked([customer, identity, case, message])
+    assert len(queries) == 1
+
+    # Keys set, links taken, related objects still cached (no query to read them).
+    assert all(o.pk and not o._state.adding for o in (customer, identity, case, message))
+    with CaptureQueriesContext(connection) as queries:
+        assert (identity.customer, case.customer, message.case, message.identity) == (
+            customer,
+            customer,
+            case,
+            identity,
+        )
+    assert len(queries) == 0
+    stored = Message.objects.select_related("case__customer", "identity").get(pk=message.pk)
+    assert (stored.case_id, stored.identity_id, stored.case.customer_id) == (
+        case.pk,
+        identity.pk,
+        customer.pk,
+    )
+    assert stored.identity.customer_id == customer.pk
+    assert stored.channel_id == channel.pk  # a stored object's key is written as save writes it
+
+
+def test_insert_linked_writes_nothing_when_one_row_is_refused():
+    taken = factories.IdentityFactory(kind="x", platform_id="42")
+    customer = Customer(name="Twin")
+    twin = Identity(customer=customer, kind="x", platform_id="42")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_linked([customer, twin])
+    assert Customer.objects.filter(name="Twin").count() == 0
+    assert Identity.objects.filter(platform_id="42").get() == taken
