@@ -151,9 +151,16 @@ def decode_text(data: bytes, charset: str | None) -> str:
         return data.decode("utf-8", errors="mime-cp1252-fallback")
 
 
+# Characters UTF-8 bytes become when read as Latin-1 / Windows-1252; lone surrogates (bytes
+# no charset could decode). Searched with a pattern: a loop over the characters of a long
+# mail costs more than the rest of reading it.
+_SINGLE_BYTE_CHARS = re.compile("[\x80-\xff€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def _fix_mojibake(value: str) -> str:
     """Undo UTF-8 that was decoded as Latin-1 / Windows-1252 (``cafÃ©`` -> ``café``)."""
-    if not any(0x80 <= ord(ch) <= 0xFF or ch in "€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ" for ch in value):
+    if value.isascii() or not _SINGLE_BYTE_CHARS.search(value):
         return value
     for single_byte in ("latin-1", "cp1252"):
         try:
@@ -167,7 +174,7 @@ def _fix_mojibake(value: str) -> str:
 
 def _clean(value: str) -> str:
     """Text safe to store: no lone surrogates, no NUL (PostgreSQL refuses it)."""
-    if any("\ud800" <= ch <= "\udfff" for ch in value):
+    if not value.isascii() and _SURROGATES.search(value):
         value = decode_text(value.encode("utf-8", "surrogateescape"), None)
     return value.replace("\x00", "")
 
@@ -190,7 +197,7 @@ def _word_bytes(encoding: str, payload: str) -> bytes:
 
 def decode_header_text(raw: str) -> str:
     """Decode a raw header value: 8-bit bytes and RFC 2047 encoded words, any charset."""
-    if any("\ud800" <= ch <= "\udfff" for ch in raw):
+    if _SURROGATES.search(raw):
         raw = decode_text(raw.encode("ascii", "surrogateescape"), None)
     raw = re.sub(r"\r?\n(?=[ \t])", "", raw)
     # Whitespace between two adjacent encoded words is not part of the text (RFC 2047 6.2).
@@ -238,7 +245,7 @@ def header_text(msg: Message, name: str) -> str:
         value = str(msg[name])
     except Exception:  # noqa: BLE001 - any header the parser chokes on is decoded by hand
         value = None
-    if value is None or "\ufffd" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+    if value is None or "\ufffd" in value or _SURROGATES.search(value):
         value = decode_header_text(raw)
     value = _fix_mojibake(_clean(value))
     return re.sub(r"\s*[\r\n]+\s*", " ", value).strip()
