@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -61,10 +61,21 @@ def _pattern(phrase: str) -> re.Pattern:
     return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, phrase.split())) + r"(?!\w)", re.I)
 
 
+@lru_cache(maxsize=256)
+def _any_pattern(phrases: tuple[str, ...]) -> re.Pattern:
+    """One pattern matching where any of ``phrases`` would (``_pattern``'s rules)."""
+    alternatives = "|".join(r"\s+".join(map(re.escape, phrase.split())) for phrase in phrases)
+    return re.compile(r"(?<!\w)(?:" + alternatives + r")(?!\w)", re.I)
+
+
 def match_intents(text: str, keywords: dict[str, list[str]]) -> dict[str, list[str]]:
     """The intents whose phrases occur in ``text`` (whole words, any case), with the phrases found."""
     found: dict[str, list[str]] = {}
     for intent, phrases in (keywords or {}).items():
+        stripped = tuple(p.strip() for p in phrases if p.strip())
+        # Most messages name no intent: one search per intent says so, not one per phrase.
+        if not stripped or not _any_pattern(stripped).search(text):
+            continue
         hits = [p for p in phrases if p.strip() and _pattern(p.strip()).search(text)]
         if hits:
             found[intent] = hits
@@ -93,8 +104,13 @@ class TriageResult:
     reasons: list[str] = field(default_factory=list)
 
     def breakdown(self) -> dict:
-        """The JSON stored on ``Message.triage``."""
-        return {"version": 1, **asdict(self)}
+        """The JSON stored on ``Message.triage``: every field, containers copied (what
+        ``dataclasses.asdict`` gives, without its recursive walk on the inbox's hot path)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["sentiment"], values["points"] = dict(self.sentiment), dict(self.points)
+        values["intents"] = {intent: list(hits) for intent, hits in self.intents.items()}
+        values["reasons"] = list(self.reasons)
+        return {"version": 1, **values}
 
     def summary(self) -> str:
         return f"Triage score {self.score}: " + ("; ".join(self.reasons) or "nothing notable")
