@@ -66,7 +66,10 @@ Platforms' news about our outbound messages (``DeliveryUpdate``) is applied by
 (``MessageUpdate``: a call's recording) by ``message_update_apply``.
 
 Batches: ``IngestContext`` (see its docstring) lets the inbox ingest a batch of events
-with the look-ups shared; one message then costs about seven queries.
+with the look-ups shared. A new conversation (its new customer and identity, case and
+message) is written in one statement (``config.rows.insert_linked``) and the hot look-ups
+are compiled once (``config.lookups.Prepared``): a message of a batch costs about two
+statements.
 """
 
 from __future__ import annotations
