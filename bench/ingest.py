@@ -23,7 +23,9 @@ What it does, in a throwaway database (``caseline_bench_ingest``, dropped afterw
    (``inbox.inbound_events_process_batch``, or one event per call with
    ``--processor event``), with live events published to the Redis channel layer.
    Reports messages/s and SQL queries per message (every statement the workers sent,
-   divided by the messages stored).
+   divided by the messages stored). Meanwhile the tables are analyzed every
+   ``--analyze-every`` seconds (5; 0 for never), as autovacuum keeps a running system's
+   statistics current: a fresh database's tables grow from nothing within the run.
 4. Unless ``--no-load``: ``manage.py generate_load --cases 100000`` adds 1,000,000
    messages, and steps 2-3 run again with a fresh stream.
 
