@@ -639,8 +639,11 @@ def _process_worker(processor: str, batch: int, out) -> None:
             while True:
                 try:
                     done = inbox.inbound_events_process_batch(limit=batch)
-                except inbox.TRANSIENT_ERRORS:  # as the task would: try again
+                except inbox.TRANSIENT_ERRORS:  # as the task would: try again, a while
                     retries += 1
+                    if retries > MAX_BATCH_RETRIES:  # the database is gone (the bench ended)
+                        raise
+                    time.sleep(0.05)
                     continue
                 if not done.events:
                     break
@@ -752,6 +755,8 @@ def process(processor: str, workers: int, batch: int, analyze_every: float = 0) 
     }
 
 
+# Failed batches a worker tries again before it gives up (a lost deadlock, a restart).
+MAX_BATCH_RETRIES = 100
 # The tables the inbox writes and reads; a fresh database starts with no statistics on them.
 ANALYZED_TABLES = (
     "connectors_inboundevent",
