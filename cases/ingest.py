@@ -616,7 +616,7 @@ def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Mes
         )
         created = True
         if found is not None:
-            insert_linked(_unsaved(identity.customer, identity))
+            insert_linked([identity.customer, identity])
     else:
         identity, created = identity_resolve(
             kind=inbound.platform,
@@ -716,12 +716,12 @@ def _store(
     changed, triage_events = triage.triage_changes(case=case, message=message, result=result)
     if is_new:
         # A new conversation in one statement: its new customer and identity, case, message.
-        insert_linked([*_unsaved(identity.customer, identity), case, message])
+        insert_linked([identity.customer, identity, case, message])
         ctx.cases_created.add(case.pk)
     else:
         changed_fields = [name for name, value in _case_values(case).items() if stored[name] != value]
         update_row(case, [*changed_fields, "updated_at"])
-        insert_linked([*_unsaved(identity.customer, identity), message])
+        insert_linked([identity.customer, identity, message])
     if new_customer:
         ctx.new_customer(case.customer_id)
     events = []
@@ -1104,10 +1104,6 @@ _stored = Prepared(
         .order_by()[:1]
     )
 )
-
-
-def _unsaved(*objs) -> list:
-    return [obj for obj in objs if obj.pk is None]
 
 
 def _thread_key(inbound: InboundMessage) -> str:

@@ -139,7 +139,12 @@ _linked: dict[tuple, tuple[str, list]] = {}
 def insert_linked(objs: list[Model]) -> None:
     """INSERT new ``objs`` in one statement, each referring to earlier ones of the list through
     its foreign keys (a customer, its identity, its case, the case's first message), like
-    saving them in order: every object gets its primary key and its foreign keys' ids."""
+    saving them in order: every object gets its primary key and its foreign keys' ids.
+    Objects that already have a primary key are taken as stored and left out (a chain whose
+    head may exist: an identity on a customer already stored)."""
+    objs = [obj for obj in objs if obj.pk is None]
+    if not objs:
+        return
     if connection.vendor != "postgresql":
         for obj in objs:
             obj.save(force_insert=True)

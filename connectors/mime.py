@@ -157,6 +157,7 @@ def decode_text(data: bytes, charset: str | None) -> str:
 # mail costs more than the rest of reading it.
 _SINGLE_BYTE_CHARS = re.compile("[\x80-\xff€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_FOLD = re.compile(r"\s*[\r\n]+\s*")
 
 
 def _fix_mojibake(value: str) -> str:
@@ -249,7 +250,7 @@ def header_text(msg: Message, name: str) -> str:
     if value is None or "\ufffd" in value or _SURROGATES.search(value):
         value = decode_header_text(raw)
     value = _fix_mojibake(_clean(value))
-    return re.sub(r"\s*[\r\n]+\s*", " ", value).strip()
+    return _unfold(value)
 
 
 def _plain_header(msg: Message, name: str) -> str:
@@ -261,7 +262,12 @@ def _plain_header(msg: Message, name: str) -> str:
         return ""
     if not raw.isascii() or "=?" in raw or "\x00" in raw:
         return header_text(msg, name)
-    return re.sub(r"\s*[\r\n]+\s*", " ", raw).strip()
+    return _unfold(raw)
+
+
+def _unfold(value: str) -> str:
+    """A header's folded lines joined into one."""
+    return _FOLD.sub(" ", value).strip()
 
 
 def normalize_message_id(value: str) -> str:

@@ -90,34 +90,13 @@ def identity_resolve(
     return identity, False
 
 
-def identity_create(
-    *,
-    kind: str,
-    platform_id: str,
-    handle: str = "",
-    display_name: str = "",
-    follower_count: int | None = None,
-    verified: bool | None = None,
-    profile: dict | None = None,
-    customer: Customer | None = None,
-    link_source: str = Identity.LinkSource.VERIFIED,
-) -> Identity:
-    """Create the Identity for ``kind`` + ``platform_id``, on ``customer`` or on a new Customer
-    named after it. No savepoint of its own: a second identity with the same id raises
-    ``IntegrityError``, so call it inside a savepoint you roll back (``identity_resolve``
-    does; the inbox batch retries the event)."""
-    identity = identity_build(
-        kind=kind,
-        platform_id=platform_id,
-        handle=handle,
-        display_name=display_name,
-        follower_count=follower_count,
-        verified=verified,
-        profile=profile,
-        customer=customer,
-        link_source=link_source,
-    )
-    insert_linked([identity.customer, identity] if customer is None else [identity])
+def identity_create(**values) -> Identity:
+    """Create the Identity ``identity_build(**values)`` describes, on its ``customer`` or on a
+    new Customer named after it. No savepoint of its own: a second identity with the same id
+    raises ``IntegrityError``, so call it inside a savepoint you roll back (``identity_resolve``
+    does)."""
+    identity = identity_build(**values)
+    insert_linked([identity.customer, identity])
     return identity
 
 

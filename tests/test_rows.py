@@ -150,3 +150,13 @@ def test_insert_linked_writes_nothing_when_one_row_is_refused():
         insert_linked([customer, twin])
     assert Customer.objects.filter(name="Twin").count() == 0
     assert Identity.objects.filter(platform_id="42").get() == taken
+
+
+def test_insert_linked_leaves_out_what_is_stored_already():
+    customer = factories.CustomerFactory(name="Stored")
+    identity = Identity(customer=customer, kind="x", platform_id="2002")
+    with CaptureQueriesContext(connection) as queries:
+        insert_linked([customer, identity])
+    assert len(queries) == 1 and "customers_customer" not in queries[0]["sql"].split("VALUES")[0]
+    assert Identity.objects.get(pk=identity.pk).customer_id == customer.pk
+    assert Customer.objects.filter(name="Stored").count() == 1
