@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from cases.models import Case, CaseEvent, Message
 from cases.services import case_build
-from config.rows import insert_linked, insert_row, insert_rows, update_row
+from config.rows import insert_linked, insert_row, insert_rows, reserve_keys, update_row
 from connectors.models import InboundEvent
 from customers.models import Customer, Identity
 from tests import factories
@@ -160,3 +160,60 @@ def test_insert_linked_leaves_out_what_is_stored_already():
     assert len(queries) == 1 and "customers_customer" not in queries[0]["sql"].split("VALUES")[0]
     assert Identity.objects.get(pk=identity.pk).customer_id == customer.pk
     assert Customer.objects.filter(name="Stored").count() == 1
+
+
+def test_values_are_bound_as_literals_that_come_back_unchanged():
+    """The statements bind their values themselves (``config.rows._execute``): quotes,
+    backslashes, per cent signs, placeholders inside text, other scripts, JSON and bytes
+    are stored exactly as given."""
+    channel = factories.ChannelFactory()
+    text = "It's 100% broken \\ %s %(name)s '; DROP TABLE cases_message; -- ünïcødé 日本語 😀\n\ttab"
+    case = case_build(customer=factories.CustomerFactory(), channel=channel, subject=text[:255])
+    message = Message(
+        case=case,
+        direction=Message.Direction.IN,
+        kind=Message.Kind.EMAIL,
+        text=text,
+        channel=channel,
+        external_id="<a%b@example.com>",
+        sent_at=timezone.now(),
+        triage={"text": text, "score": -0.5, "flags": [None, True, 3]},
+    )
+    insert_linked([case, message])
+    event = InboundEvent(channel=channel, delivery_id="100%", provider=channel.kind, body=b"\x00\xff'\\%s")
+    insert_row(event)
+
+    stored = Message.objects.get(pk=message.pk)
+    assert (stored.text, stored.external_id, stored.triage) == (text, "<a%b@example.com>", message.triage)
+    assert Case.objects.get(pk=case.pk).subject == text[:255]
+    assert bytes(InboundEvent.objects.get(pk=event.pk).body) == b"\x00\xff'\\%s"
+    assert InboundEvent.objects.get(pk=event.pk).delivery_id == "100%"
+
+
+def test_a_statement_with_a_stray_per_cent_sign_is_refused():
+    channel = factories.ChannelFactory()
+    event = InboundEvent(channel=channel, delivery_id="d-2", provider=channel.kind, body=b"{}")
+    with pytest.raises(ValueError, match="per cent"):
+        insert_row(event, on_conflict="(channel_id, delivery_id) DO UPDATE SET error = '100%'")
+    assert event.pk is None
+
+
+def test_keys_drawn_ahead_are_written_and_never_drawn_again():
+    keys = reserve_keys({Customer: 3, Identity: 2})
+    assert len(keys[Customer]) == 3 and len(set(keys[Customer])) == 3 and len(keys[Identity]) == 2
+    customers = [Customer(pk=pk, name=f"Drawn {pk}") for pk in keys[Customer]]
+    identities = [
+        Identity(pk=pk, customer=customer, kind="x", platform_id=str(pk))
+        for pk, customer in zip(keys[Identity], customers, strict=False)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows(customers, with_keys=True)
+        insert_rows(identities, with_keys=True)
+    assert len(queries) == 2
+    assert (
+        sorted(Customer.objects.filter(name__startswith="Drawn").values_list("pk", flat=True))
+        == keys[Customer]
+    )
+    assert {i.customer_id for i in Identity.objects.filter(pk__in=keys[Identity])} == set(keys[Customer][:2])
+    later = Customer.objects.create(name="Later")  # the sequence has moved past the drawn keys
+    assert later.pk > max(keys[Customer])
