@@ -394,3 +394,57 @@ def test_corpus_html_replies_of_common_clients():
         assert trimmed, path.name
         assert visible.startswith("Hi. I am fine."), path.name
         assert visible.endswith("Alex"), path.name
+
+
+# --- sender addresses ---------------------------------------------------------------------
+
+PLAIN_SENDERS = [
+    "ada@example.com",
+    "<ada@example.com>",
+    "Ada Lovelace <Ada.Lovelace@Example.COM>",
+    "Ada   Lovelace\t<ada@example.com>  ",
+    '"Lovelace, Ada" <ada+care@mail.example.co.uk>',
+    '"" <ada@example.com>',
+    '"Ada (home)" <ada@example.com>',
+    "o'brien-smith <o'brien_smith{1}@example.com>",
+]
+# Not one plain mailbox: read by the policy's grammar.
+OTHER_SENDERS = [
+    "Ada L. Lovelace <ada@example.com>",
+    "ada@example.com (Ada Lovelace)",
+    "Ada <ada@example.com>, Bob <bob@example.com>",
+    "Friends: ada@example.com, bob@example.com;",
+    '"Ada \\"the\\" Countess" <ada@example.com>',
+    "=?utf-8?q?Ad=C3=A1?= <ada@example.com>",
+    "Ada <ada@[192.0.2.1]>",
+    "ada@example.com)<bob@example.com>",
+    "<ada@example..com>",
+    "Ada Lovelace <ada@example.com",
+]
+
+
+def _sender_message(value: str):
+    return mime._parse_bytes(f"From: {value}\r\nSubject: x\r\n\r\nbody\r\n".encode())
+
+
+@pytest.mark.parametrize("value", PLAIN_SENDERS)
+def test_a_plain_sender_is_read_directly_as_the_policy_reads_it(value):
+    msg = _sender_message(value)
+    plain = mime._plain_mailbox(mime._raw_header(msg, "From"))
+    by_policy = [(mime._clean(a.display_name or ""), a.addr_spec) for a in msg["From"].addresses]
+    assert plain is not None
+    assert [plain] == by_policy
+
+
+@pytest.mark.parametrize("value", OTHER_SENDERS)
+def test_any_other_sender_is_left_to_the_policys_grammar(value):
+    assert mime._plain_mailbox(mime._raw_header(_sender_message(value), "From")) is None
+
+
+def test_a_plain_sender_is_cleaned_like_any_other():
+    assert mime._addresses(_sender_message(PLAIN_SENDERS[2]), "From") == [
+        ("Ada Lovelace", "ada.lovelace@example.com")
+    ]
+    assert mime._addresses(_sender_message(OTHER_SENDERS[0]), "From") == [
+        ("Ada L. Lovelace", "ada@example.com")
+    ]
