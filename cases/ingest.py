@@ -67,9 +67,10 @@ Platforms' news about our outbound messages (``DeliveryUpdate``) is applied by
 
 Batches: ``IngestContext`` (see its docstring) lets the inbox ingest a batch of events
 with the look-ups shared. A new conversation (its new customer and identity, case and
-message) is written in one statement (``config.rows.insert_linked``) and the hot look-ups
-are compiled once (``config.lookups.Prepared``): a message of a batch costs about two
-statements.
+message) is written in one statement (``config.rows.insert_linked``), or in a batch held
+back with the chunk's others and written a table at a time (``_PendingRows``), and the hot
+look-ups are compiled once (``config.lookups.Prepared``): a message of a batch costs fewer
+than two statements.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -92,7 +93,7 @@ from django.utils import timezone
 from channels_app import groups
 from channels_app.publish import publish_on_commit
 from config.lookups import Prepared
-from config.rows import insert_linked, insert_rows, update_row
+from config.rows import insert_linked, insert_rows, reserve_keys, update_row
 from connectors import webhooks_out
 from connectors.base import DeliveryUpdate, InboundMessage, MessageUpdate
 from customers.identifiers import normalize_platform_id
@@ -159,6 +160,83 @@ class _Orphan:
     channel_id: int | None
 
 
+class _PendingRows:
+    """New conversations of a batch whose rows are written together (``defer_rows``).
+
+    A new conversation's customer, identity, case and message get primary keys drawn ahead
+    (``config.rows.reserve_keys``) and wait here; everything else about them (case events,
+    live events, what the batch remembers) uses those keys at once. ``write`` inserts the
+    waiting rows of each table in one statement: PostgreSQL's cost of a write is mostly per
+    table per statement, not per row. They are written before the chunk's case events and
+    before any look-up that could need them (``IngestContext.flush_rows``).
+    """
+
+    MAX_KEYS_AHEAD = 100
+
+    def __init__(self):
+        # New authors in the batch still to come: about how many conversations it may open,
+        # so keys are drawn once for the batch (``IngestContext.prefetch`` sets it).
+        self.expected = 0
+        self.objs: list = []
+        self.case_ids: set[int] = set()
+        self.customer_ids: set[int] = set()  # customers of waiting cases
+        self.identity_ids: set[int] = set()
+        self.message_ids: set[int] = set()
+        self.message_keys: set[str] = set()  # platform ids and thread keys of waiting messages
+        self.references: set[str] = set()
+        self._keys: dict[type, list[int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.objs)
+
+    def add(self, objs: list) -> None:
+        """Give the unsaved ``objs`` (each referring to earlier ones) keys, link them by key,
+        and keep them for ``write``."""
+        objs = [obj for obj in objs if obj.pk is None]
+        short = {type(obj) for obj in objs if not self._keys.get(type(obj))}
+        if short:
+            ahead = max(1, min(self.expected, self.MAX_KEYS_AHEAD))
+            self._keys.update(reserve_keys({model: ahead for model in short}))
+        self.expected = max(0, self.expected - 1)
+        for obj in objs:
+            obj.pk = self._keys[type(obj)].pop(0)
+        for obj in objs:
+            for field in obj._meta.concrete_fields:
+                if field.is_relation and field.is_cached(obj):
+                    related = field.get_cached_value(obj)
+                    if related is not None and getattr(obj, field.attname) != related.pk:
+                        # The object again, not its id: setting the id alone drops the cached object.
+                        setattr(obj, field.name, related)
+            obj._state.adding = False
+            obj._state.db = DEFAULT_DB_ALIAS
+            self.objs.append(obj)
+            if isinstance(obj, Case):
+                self.case_ids.add(obj.pk)
+                self.customer_ids.add(obj.customer_id)
+                self.references.add(obj.reference)
+            elif isinstance(obj, Identity):
+                self.identity_ids.add(obj.pk)
+            elif isinstance(obj, Message):
+                self.message_ids.add(obj.pk)
+                self.message_keys.update(k for k in (obj.external_id, obj.thread_key) if k)
+
+    def write(self) -> None:
+        by_model: dict[type, list] = {}
+        for obj in self.objs:
+            by_model.setdefault(type(obj), []).append(obj)
+        self.clear()
+        for objs in by_model.values():
+            insert_rows(objs, with_keys=True)
+
+    def clear(self) -> None:
+        self.objs = []
+        for keys in (
+            self.case_ids, self.customer_ids, self.identity_ids, self.message_ids, self.message_keys,
+            self.references,
+        ):  # fmt: skip
+            keys.clear()
+
+
 class IngestContext:
     """What the messages of one inbox batch share, looked up once instead of per message.
 
@@ -180,11 +258,18 @@ class IngestContext:
     savepoint they belong to ends. They are flushed first whenever ingest writes other
     case events (an echo, an escalation, a merge of early replies), so ids keep the order
     in which things happened.
+
+    ``defer_rows=True`` (with ``defer_events``, on PostgreSQL): a new conversation's rows wait
+    in ``pending`` (see ``_PendingRows``) and are written with the others of the chunk by
+    :meth:`flush_rows`, which :meth:`flush_events` runs first and ingest runs before any
+    look-up that could need them.
     """
 
-    def __init__(self, *, batch: bool = False, defer_events: bool = False):
+    def __init__(self, *, batch: bool = False, defer_events: bool = False, defer_rows: bool = False):
         self.batch = batch
         self.defer_events = defer_events
+        self.defer_rows = defer_rows and defer_events and connection.vendor == "postgresql"
+        self.pending = _PendingRows()
         self._pending_events: list[CaseEvent] = []
         self._messages: dict[tuple[int, str], Message | None] = {}
         self._identities: dict[tuple[str, str], Identity | None] = {}
@@ -240,6 +325,7 @@ class IngestContext:
             key = _identity_key(kind, author_id)
             if key is not None:
                 self._identities[key] = known.get(key)
+                self.pending.expected += key not in known
         for row in (
             Message.objects.filter(
                 in_reply_to_external_id__in=sorted({m.external_id for _, m in items}),
@@ -296,6 +382,7 @@ class IngestContext:
         stored, identities, orphans, prefetched, contacts, counts = point
         messages_touched = messages
         messages = stored
+        self.pending.clear()
         self._pending_events.clear()
         self._messages, self._identities = dict(messages), dict(identities)
         self._orphans = {key: list(rows) for key, rows in orphans.items()}
@@ -311,6 +398,7 @@ class IngestContext:
 
     def forget(self) -> None:
         """Drop what was learnt: an event rolled back, so rows it created may not exist."""
+        self.pending.clear()
         self._pending_events.clear()
         self._messages.clear()
         self._identities.clear()
@@ -403,8 +491,15 @@ class IngestContext:
         else:
             CaseEvent.objects.bulk_create(events)
 
+    def flush_rows(self) -> None:
+        """Write the new conversations kept back (``defer_rows``), a statement per table."""
+        if self.pending:
+            self.pending.write()
+
     def flush_events(self) -> None:
-        """Write the case events kept back (``defer_events``) in one statement."""
+        """Write the rows and case events kept back (``defer_rows``, ``defer_events``), the
+        events in one statement."""
+        self.flush_rows()
         if self._pending_events:
             pending, self._pending_events = self._pending_events, []
             insert_rows(pending)
@@ -588,7 +683,7 @@ def message_update_apply(*, channel, update: MessageUpdate) -> Message:
 def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Message:
     known = ctx.identity(inbound.platform, inbound.author_id)
     author_customer_id = known.customer_id if known else None
-    found = _thread(channel, inbound, author_customer_id=author_customer_id, nowait=ctx.batch)
+    found = _thread(channel, inbound, ctx, author_customer_id=author_customer_id)
     if found is None:
         found = _early_replies_case(channel, inbound, ctx, author_customer_id=author_customer_id)
     notes: list[str] = []
@@ -603,6 +698,8 @@ def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Mes
         "profile": inbound.author_profile,
     }
     if known is not None:
+        if known.pk in ctx.pending.identity_ids:
+            ctx.flush_rows()  # a refreshed profile is an UPDATE of the stored row
         identity, created = identity_refresh(identity=known, **profile), False
     elif ctx.batch:
         # The batch's savepoint covers the insert race: the event is retried. A new author
@@ -631,6 +728,8 @@ def _ingest_inbound(channel, inbound: InboundMessage, ctx: IngestContext) -> Mes
             f"{'on the reply chain' if found.rule == 'reply' else 'with the case reference'})."
         )
     if found is None:
+        if identity.customer_id in ctx.pending.customer_ids:
+            ctx.flush_rows()
         recent = (
             None
             if created
@@ -706,17 +805,21 @@ def _store(
     event_kind, before = services.case_apply_message(
         case, direction=Message.Direction.IN, kind=inbound.kind, channel=channel, at=inbound.sent_at
     )
+    repeat_contacts = 0 if new_customer else ctx.repeat_contacts(case.customer_id, inbound.sent_at)
+    if repeat_contacts is None:
+        ctx.flush_rows()  # triage counts the customer's messages in the database
     result = triage.assess_inbound(
-        case=case,
-        message=message,
-        settings=ctx.triage_settings(),
-        repeat_contacts=0 if new_customer else ctx.repeat_contacts(case.customer_id, inbound.sent_at),
+        case=case, message=message, settings=ctx.triage_settings(), repeat_contacts=repeat_contacts
     )
     message.triage = result.breakdown()
     changed, triage_events = triage.triage_changes(case=case, message=message, result=result)
     if is_new:
-        # A new conversation in one statement: its new customer and identity, case, message.
-        insert_linked([identity.customer, identity, case, message])
+        if ctx.defer_rows:
+            # Written with the chunk's other new conversations (IngestContext.flush_rows).
+            ctx.pending.add([identity.customer, identity, case, message])
+        else:
+            # A new conversation in one statement: its new customer and identity, case, message.
+            insert_linked([identity.customer, identity, case, message])
         ctx.cases_created.add(case.pk)
     else:
         changed_fields = [name for name, value in _case_values(case).items() if stored[name] != value]
@@ -752,6 +855,7 @@ def _store(
         text=f"{inbound.subject}\n{inbound.text}",
         source_message_id=message.pk,
         author=identity,
+        before_lookup=ctx.flush_rows,
     )
     case_groups = triage.triage_groups(case)
     publish_on_commit(
@@ -797,14 +901,20 @@ def _lock(case: Case, *, nowait: bool = False) -> Case:
 
 
 def _thread(
-    channel, inbound: InboundMessage, *, author_customer_id: int | None, nowait: bool = False
+    channel, inbound: InboundMessage, ctx: IngestContext, *, author_customer_id: int | None
 ) -> _Found | None:
     """Rules 1-3 of the module docstring: the case this message continues, if any.
 
     The reply-chain and reference look-ups lock the case row they find, in the same query.
+    Rows of the batch not written yet (``ctx.pending``) that a look-up could find are
+    written first.
     """
+    nowait = ctx.batch
+    pending = ctx.pending
     global_ids = inbound.platform in GLOBAL_ID_PLATFORMS
     if inbound.reply_to_external_id:
+        if inbound.reply_to_external_id in pending.message_keys:
+            ctx.flush_rows()
         parent = _parent(
             channel, inbound.reply_to_external_id, global_ids=global_ids, lock=True, nowait=nowait
         )
@@ -813,6 +923,8 @@ def _thread(
 
     keys = list(dict.fromkeys(k for k in inbound.thread_keys if k))[:MAX_THREAD_KEYS]
     if keys:
+        if pending.message_keys.intersection(keys):
+            ctx.flush_rows()
         match = Q(channel=channel, thread_key__in=keys)
         match |= Q(external_id__in=keys) if global_ids else Q(channel=channel, external_id__in=keys)
         candidates = Message.objects.filter(match)
@@ -836,6 +948,8 @@ def _thread(
         )
     )
     if tokens:
+        if pending.references.intersection(tokens):
+            ctx.flush_rows()
         by_reference = {
             c.reference: c
             for c in Case.objects.select_for_update(of=("self",), nowait=nowait)
@@ -882,8 +996,13 @@ def _parent(
     return parent
 
 
+# A parent message is wanted for its ids and its case: its content (an e-mail's HTML can be
+# hundreds of kilobytes, on every reply in the thread) stays in the database.
+_PARENT_CONTENT = ("subject", "text", "html", "quoted_text", "delivery_error", "triage")
+
+
 def _parents(*, lock: bool, nowait: bool):
-    rows = Message.objects.select_related("case__customer")
+    rows = Message.objects.select_related("case__customer").defer(*_PARENT_CONTENT)
     return rows.select_for_update(of=("case",), nowait=nowait) if lock else rows
 
 
@@ -949,6 +1068,8 @@ def _early_replies_case(
     orphans = _early_replies(ctx, channel, platform=inbound.platform, external_id=inbound.external_id)
     if not orphans:
         return None
+    if any(o.case_id in ctx.pending.case_ids for o in orphans):
+        ctx.flush_rows()
     cases = Case.objects.select_for_update(of=("self",), nowait=ctx.batch).select_related("customer")
     cases = cases.filter(pk__in=sorted({o.case_id for o in orphans}))
     if inbound.is_public:
@@ -967,6 +1088,7 @@ def _adopt_early_replies(parent: Message, inbound: InboundMessage, ctx: IngestCo
     orphans = _early_replies(ctx, parent.channel, platform=inbound.platform, external_id=parent.external_id)
     if not orphans:
         return
+    ctx.flush_rows()  # the early replies, or the parent and its case, may not be written yet
     Message.objects.filter(pk__in=[o.message_id for o in orphans], reply_to__isnull=True).update(
         reply_to=parent
     )

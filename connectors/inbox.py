@@ -290,7 +290,7 @@ def _process_batch(limit: int, event_ids: list[int] | None, statuses: tuple[str,
         channels = Channel.objects.select_related("promise__calendar", "department").in_bulk(
             {e.channel_id for e in events if e.channel_id is not None}
         )
-        context = ingest.IngestContext(batch=True, defer_events=True)
+        context = ingest.IngestContext(batch=True, defer_events=True, defer_rows=True)
         parsed: dict[int, ParseResult | Exception] = {}
         for event in events:
             event.channel = channels.get(event.channel_id)

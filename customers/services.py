@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.rows import insert_linked
+from config.rows import insert_linked, update_row
 
 from .errors import CustomerRefused
 from .identifiers import PHONE_KINDS, normalize_email, normalize_platform_id
@@ -158,7 +158,7 @@ def identity_refresh(
             identity.profile = merged
             changed.append("profile")
     if changed:
-        identity.save(update_fields=[*changed, "updated_at"])
+        update_row(identity, [*changed, "updated_at"])
     return identity
 
 
@@ -324,12 +324,18 @@ def contact_values(text: str) -> dict[tuple[str, str], str]:
 
 
 def identity_suggestions_record(
-    *, customer: Customer, text: str, source_message_id: int | None = None, author: Identity | None = None
+    *,
+    customer: Customer,
+    text: str,
+    source_message_id: int | None = None,
+    author: Identity | None = None,
+    before_lookup=None,
 ) -> list[IdentitySuggestion]:
     """Record a suggestion for each e-mail address or phone number in ``text`` that is another
     customer's identity; returns the open suggestions this text gave (new or already open).
 
-    Never links or merges anything. Costs no query when the text holds no address or
+    Never links or merges anything. ``before_lookup`` is called before identities are looked
+    up. Costs no query when the text holds no address or
     number other than the ``author`` identity's own, one when none of them is known. A pair already suggested (open, accepted or
     dismissed) is not suggested again.
     """
@@ -340,6 +346,8 @@ def identity_suggestions_record(
             values.pop((kind, author.platform_id), None)
     if not values:
         return []
+    if before_lookup is not None:
+        before_lookup()  # a caller holding rows back writes them now (the inbox batch)
     by_kind: dict[str, list[str]] = {}
     for kind, platform_id in values:
         by_kind.setdefault(kind, []).append(platform_id)

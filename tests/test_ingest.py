@@ -583,6 +583,28 @@ def test_first_message_of_a_new_customer_costs_thirteen_queries(channel, django_
         ingest.ingest(channel=channel, inbound=tweet("t1"))
 
 
+def test_a_reply_costs_the_same_queries_and_leaves_its_parents_content_unread(
+    mailboxes, django_assert_num_queries
+):
+    support, _ = mailboxes
+    html = "<p>" + "Long thread. " * 20_000 + "</p>"
+    parent = ingest.ingest(channel=support, inbound=mail("m1@example.test", html=html, text="Long thread."))
+    webhooks_out.active_subscriptions()
+    reply = mail("m2@example.test", at=T0 + timedelta(minutes=5), reply_to_external_id="m1@example.test")
+    # stored already? (1), savepoints (2), identity (1), parent with its case locked (1), the
+    # case's channel and its promise for the clocks (2), triage settings (1), repeat contacts
+    # (1), case, message, event (3), early replies (1).
+    with django_assert_num_queries(13) as queries:
+        stored = ingest.ingest(channel=support, inbound=reply)
+    assert stored.reply_to_id == parent.pk and stored.case_id == parent.case_id
+    looked_up = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    assert len(looked_up) == 1 and "html" not in looked_up[0] and "Long thread" not in looked_up[0]
+
+    found = ingest._parent(support, "m1@example.test", global_ids=True)
+    assert {"html", "text", "triage"} <= found.get_deferred_fields()
+    assert found.case.pk == parent.case_id and found.case.customer.pk == parent.case.customer_id
+
+
 # --- a reply that arrives before its parent --------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from django.core.management import call_command
 from cases import ingest, services
 from cases.errors import ServiceError
 from cases.models import Case, CaseEvent, Message
-from connectors import inbox
+from connectors import inbox, webhooks_out
 from connectors.models import InboundEvent
 from customers.models import Customer, Identity
 from tests import factories
@@ -646,6 +646,60 @@ def test_batch_of_follow_ups_costs_three_queries_a_message(x_channel, django_ass
 
     assert result.statuses == {"processed": follow_ups} and result.cases_updated == follow_ups
     assert Case.objects.count() == follow_ups and Message.objects.count() == 2 * follow_ups
+
+
+@pytest.mark.parametrize("conversations", [2, 5, 12])
+def test_batch_of_new_conversations_writes_each_table_once_a_chunk(
+    x_channel, django_assert_num_queries, conversations
+):
+    for i in range(conversations):
+        store(x_channel, x_dm_body(f"new{i}", f"81{i:02d}"))
+    webhooks_out.active_subscriptions()  # cached, as in a running worker
+
+    # Per batch: the events (1), their channels (1), the authors' advisory locks (1), stored
+    # messages, identities and early replies (3: no known customer, so no recent messages),
+    # triage settings (1), escalation paths (1), keys drawn for its new authors (1), the
+    # statuses (1), and here the batch's savepoint (2). Per chunk of ten events: a savepoint
+    # (2), its new customers, identities, cases and messages (4: a statement per table), their
+    # case events (1).
+    chunks = -(-conversations // inbox.CHUNK_SIZE)
+    with django_assert_num_queries(12 + 7 * chunks):
+        result = inbox.inbound_events_process_batch()
+
+    assert result.statuses == {"processed": conversations} and result.cases_created == conversations
+    assert Case.objects.count() == Customer.objects.count() == Identity.objects.count() == conversations
+    for message in Message.objects.select_related("case", "identity"):
+        assert message.case.customer_id == message.identity.customer_id
+        assert message.case.events.filter(kind="created").count() == 1
+        assert message.case.events.filter(message=message, kind="message_in").count() == 1
+
+
+def test_a_conversation_begun_and_continued_in_one_chunk_threads_as_event_by_event(x_channel):
+    # One batch: a DM and a second DM from the same new person; a mention, and a reply to it
+    # by someone else (found through the parent's platform id, not the author).
+    reply = fixture_json("x", "reply.json")
+    reply["tweet_create_events"][0]["user"].update(id=6262, id_str="6262", screen_name="someone_else")
+    events = [
+        store(x_channel, x_dm_body("chunk-first", "8200")),
+        store(x_channel, fixture_bytes("x", "mention.json")),
+        store(x_channel, json.dumps(reply).encode()),
+        store(x_channel, x_dm_body("chunk-again", "8200", text="hello? any news?")),
+    ]
+
+    result = inbox.inbound_events_process_batch()
+
+    assert result.statuses == {"processed": 4} and result.reruns == {}
+    first, again = (
+        Message.objects.get(external_id="chunk-first"),
+        Message.objects.get(external_id="chunk-again"),
+    )
+    assert again.case_id == first.case_id and again.identity_id == first.identity_id
+    assert again.triage["repeat_contacts"] == 1
+    mention, reply = Message.objects.exclude(external_id__startswith="chunk").order_by("sent_at")
+    assert reply.reply_to_id == mention.pk and reply.case_id == mention.case_id
+    assert reply.identity.customer_id != mention.identity.customer_id
+    assert Case.objects.count() == 2 and Customer.objects.count() == 3
+    assert {e.status for e in InboundEvent.objects.filter(pk__in=[e.pk for e in events])} == {"processed"}
 
 
 @pytest.mark.django_db(transaction=True)
