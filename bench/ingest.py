@@ -24,7 +24,8 @@ What it does, in a throwaway database (``caseline_bench_ingest``, dropped afterw
    ``--processor event``), with live events published to the Redis channel layer.
    Reports messages/s and SQL queries per message (every statement the workers sent,
    divided by the messages stored). Meanwhile the tables are analyzed every
-   ``--analyze-every`` seconds (5; 0 for never), as autovacuum keeps a running system's
+   ``--analyze-every`` seconds (5; 0 for never) by autovacuum's rule (those changed by more
+   than a tenth since they were last analyzed), as autovacuum keeps a running system's
    statistics current: a fresh database's tables grow from nothing within the run.
 4. Unless ``--no-load``: ``manage.py generate_load --cases 100000`` adds 1,000,000
    messages, and steps 2-3 run again with a fresh stream.
@@ -33,7 +34,9 @@ What it does, in a throwaway database (``caseline_bench_ingest``, dropped afterw
 PostgreSQL left out), into ``bench/results/ingest-worker-<pid>.prof``; the rates are then
 several times lower.
 
-Results go to ``bench/results/ingest-<time>.json`` and stdout. ``REDIS_URL`` defaults to
+Results go to ``bench/results/ingest-<time>.json`` and stdout, with the machine's
+``python_loop_ms`` (``tests.faults.servers.python_speed_ms``: a fixed loop, to compare runs
+on machines of different speed). ``REDIS_URL`` defaults to
 ``redis://127.0.0.1:6379/13``: a database number of its own, so no test worker sees
 the bench's tasks.
 """
@@ -489,6 +492,12 @@ def _cpu_seconds(pid: int, **kwargs) -> float:
     return cpu_seconds(pid, **kwargs)
 
 
+def _python_speed_ms() -> float:
+    from tests.faults.servers import python_speed_ms
+
+    return python_speed_ms()
+
+
 def _servers_cpu_seconds(processes) -> float:
     """CPU seconds of the server processes and of their child processes (uvicorn's workers)."""
     pids = {p.process.pid for p in processes}
@@ -772,17 +781,29 @@ def _analyze_while(stop, every: float) -> None:
     """What autovacuum does for a running system: keep the planner's statistics current.
 
     The throwaway database starts empty, and its tables grow from nothing to tens of
-    thousands of rows within the run, while autovacuum's launcher naps a minute between
-    rounds: on its own it never analyzes them in time, and the planner, believing them
-    empty, scans whole tables for look-ups an index answers (the batch's repeat-contact
+    thousands of rows within the run, while autovacuum (off on some servers, and otherwise
+    napping a minute between rounds) never analyzes them in time: the planner, believing
+    them empty, scans whole tables for look-ups an index answers (the batch's repeat-contact
     look-up took 45 ms instead of 0.3 ms by the end of a run). A long-running system has
-    current statistics; this thread gives the bench's database the same."""
+    current statistics; this thread gives the bench's database the same, by autovacuum's
+    own rule: every ``every`` seconds it analyzes the tables changed by more than
+    ``autovacuum_analyze_threshold`` rows plus ``autovacuum_analyze_scale_factor`` of the
+    table since they were last analyzed (so a table of a million rows is left alone)."""
     from django.db import connection
 
+    rule = """
+        SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+        WHERE s.relname = ANY(%s) AND s.n_mod_since_analyze >
+            current_setting('autovacuum_analyze_threshold')::float
+            + current_setting('autovacuum_analyze_scale_factor')::float * greatest(c.reltuples, 0)
+    """
     try:
         while not stop.wait(every):
             with connection.cursor() as cursor:
-                cursor.execute(f"ANALYZE {', '.join(ANALYZED_TABLES)}")
+                cursor.execute(rule, [list(ANALYZED_TABLES)])
+                due = [row[0] for row in cursor.fetchall()]
+                if due:
+                    cursor.execute(f"ANALYZE {', '.join(due)}")
     finally:
         connection.close()
 
@@ -905,6 +926,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "load_average_at_start": os.getloadavg(),
+            "python_loop_ms": _python_speed_ms(),
         },
         "n": args.n,
         "mix": MIX,
