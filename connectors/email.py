@@ -174,12 +174,19 @@ def _content_type_of(event) -> str:
 
 def mime_delivery_id(raw: bytes) -> str:
     """The de-duplication id of a raw message: its Message-ID, else a digest of the bytes."""
+    message_id = mime.plain_message_id(raw)
+    if message_id is None:
+        message_id = parsed_message_id(raw)
+    return message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def parsed_message_id(raw: bytes) -> str:
+    """The normalized Message-ID as the header parser reads it; '' when there is none."""
     try:
         headers = BytesHeaderParser(policy=policy.default).parsebytes(raw)
-        message_id = mime.normalize_message_id(mime.header_text(headers, "Message-ID"))
+        return mime.normalize_message_id(mime.header_text(headers, "Message-ID"))
     except Exception:  # noqa: BLE001 - an unreadable header block still gets an id
-        message_id = ""
-    return message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+        return ""
 
 
 # --- The connector contract -----------------------------------------------------------

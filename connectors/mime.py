@@ -284,6 +284,32 @@ def normalize_message_id(value: str) -> str:
     return value
 
 
+# A header block of plain header lines only (a name of printable ASCII, a colon, the value,
+# folded lines), ended by its blank line: what the parser reads without a defect.
+_PLAIN_HEADER_BLOCK = re.compile(rb"(?:[!-9;-~]+:[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*)+\r?\n")
+_MESSAGE_ID_LINE = re.compile(rb"^message-id:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def plain_message_id(raw: bytes) -> str | None:
+    """The normalized Message-ID of raw message bytes, read straight from a plain header block.
+
+    '' when such a block has no Message-ID. None when the block is anything else (a mbox
+    ``From`` line, a line that is no header, no blank line after it) or the id is more than
+    ASCII: the caller then parses the message, which gives the same id for a plain one. Saves
+    the parser's pass over every header where only one is wanted (a webhook's delivery id).
+    """
+    block = _PLAIN_HEADER_BLOCK.match(raw)
+    if block is None:
+        return None
+    found = _MESSAGE_ID_LINE.search(raw, 0, block.end())
+    if found is None:
+        return ""
+    value = found.group(1)
+    if not value.isascii() or b"=?" in value or b"\x00" in value:
+        return None
+    return normalize_message_id(_unfold(value.decode("ascii")))
+
+
 def message_ids(value: str) -> list[str]:
     """All Message-IDs in a References / In-Reply-To value, in header order."""
     found = re.findall(r"<[^<>]+>", value or "")

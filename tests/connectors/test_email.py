@@ -25,7 +25,7 @@ from django.test.client import BOUNDARY, encode_multipart
 
 from cases import services
 from cases.models import Case, Message
-from connectors import email, imap, inbox
+from connectors import email, imap, inbox, mime
 from connectors.base import ParseError, SendError, SignatureError
 from connectors.models import InboundEvent
 from customers.models import Identity
@@ -260,6 +260,48 @@ def test_delivery_id_without_message_id_is_a_digest_of_the_message():
     assert email.mime_delivery_id(raw) == "sha256:" + hashlib.sha256(raw).hexdigest()
     [message] = email.parse(stored(raw, "message/rfc822"), build_channel()).messages
     assert message.external_id == email.mime_delivery_id(raw)
+
+
+# Shapes of a header block: which are read without the parser (a plain one), and which
+# go to it. Either way the id must be the parser's.
+HEADER_BLOCKS = {
+    "plain, CRLF": (b"From: a@example.com\r\nMessage-ID: <one@example.com>\r\n\r\nbody", True),
+    "plain, LF, folded id": (b"Subject: hi\nMessage-Id:\n <two@example.com>\n\nbody", True),
+    "lower-case name": (b"message-id: <three@example.com>\n\n", True),
+    "first of two": (b"Message-ID: <first@x.example>\nMessage-ID: <second@x.example>\n\n", True),
+    "no Message-ID": (b"From: a@example.com\n\nMessage-ID: <in-the-body@x.example>\n", True),
+    "mbox From line": (b"From a@example.com Mon Jan  1 00:00:00 2024\nMessage-ID: <m@x.example>\n\n", False),
+    "a line that is no header": (b"From: a@example.com\nnot a header\nMessage-ID: <h@x.example>\n\n", False),
+    "no blank line": (b"From: a@example.com\nMessage-ID: <nb@x.example>\n", False),
+    "bare CR": (b"From: a@example.com\rMessage-ID: <cr@x.example>\r\r", False),
+    "encoded word": (b"Message-ID: =?utf-8?q?<ew@x.example>?=\n\n", False),
+    "8-bit id": (b"Message-ID: <caf\xc3\xa9@x.example>\n\n", False),
+    "space before the colon": (b"Message-ID : <sp@x.example>\n\n", False),
+}
+
+
+@pytest.mark.parametrize("name", HEADER_BLOCKS)
+def test_delivery_id_read_from_a_plain_header_block_is_the_parsers(name):
+    raw, plain = HEADER_BLOCKS[name]
+
+    assert (mime.plain_message_id(raw) is not None) is plain
+    assert email.mime_delivery_id(raw) == (
+        email.parsed_message_id(raw) or "sha256:" + hashlib.sha256(raw).hexdigest()
+    )
+
+
+def test_every_mail_gets_the_same_delivery_id_with_or_without_the_parser():
+    files = sorted(FIXTURES.glob("*.eml"))
+    if CORPUS.is_dir():
+        files += sorted(p for p in CORPUS.rglob("*") if p.is_file())
+    read_plainly = 0
+    for path in files:
+        raw = path.read_bytes()
+        fast = mime.plain_message_id(raw)
+        if fast is not None:
+            read_plainly += 1
+            assert fast == email.parsed_message_id(raw), path
+    assert read_plainly >= 15  # most of our own fixtures have plain header blocks
 
 
 # --- parse --------------------------------------------------------------------------------
