@@ -36,7 +36,8 @@ several times lower.
 
 Results go to ``bench/results/ingest-<time>.json`` and stdout, with the machine's
 ``python_loop_ms`` (``tests.faults.servers.python_speed_ms``: a fixed loop, to compare runs
-on machines of different speed). ``REDIS_URL`` defaults to
+on machines of different speed; each processing phase records it again just before and
+after, with the share of CPU time the hypervisor gave elsewhere meanwhile). ``REDIS_URL`` defaults to
 ``redis://127.0.0.1:6379/13``: a database number of its own, so no test worker sees
 the bench's tasks.
 """
@@ -703,6 +704,7 @@ def process(processor: str, workers: int, batch: int, analyze_every: float = 0) 
 
     before = Message.objects.count()
     connections.close_all()
+    loop_before, ticks_before = _python_speed_ms(), _cpu_ticks()
     ctx = multiprocessing.get_context("fork")
     pipes, procs = [], []
     stop_analyzing = threading.Event()
@@ -720,9 +722,11 @@ def process(processor: str, workers: int, batch: int, analyze_every: float = 0) 
     for proc in procs:
         proc.join()
     elapsed = time.perf_counter() - began
+    ticks_after = _cpu_ticks()
     stop_analyzing.set()
     if analyze_every:
         analyzer.join()
+    loop_after = _python_speed_ms()
     messages = Message.objects.count() - before
     statuses = dict(
         InboundEvent.objects.order_by()
@@ -761,7 +765,32 @@ def process(processor: str, workers: int, batch: int, analyze_every: float = 0) 
         },
         "event_statuses": statuses,
         "analyzed_every_seconds": analyze_every or None,
+        # The machine's own speed around this phase (it moves by a fifth within an hour on
+        # shared hosts): the fixed loop just before and just after, and the share of CPU
+        # time the hypervisor gave elsewhere (steal) while the workers ran.
+        "machine": {
+            "python_loop_ms": [loop_before, loop_after],
+            "steal_share": _steal_share(ticks_before, ticks_after),
+        },
     }
+
+
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU ticks by kind, from /proc/stat's ``cpu`` line ([] off Linux)."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def _steal_share(before: list[int], after: list[int]) -> float | None:
+    """Steal ticks (the eighth field) as a share of all ticks between two readings."""
+    if len(before) < 8 or len(after) < 8:
+        return None
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(delta[:8])
+    return round(delta[7] / total, 3) if total else None
 
 
 # Failed batches a worker tries again before it gives up (a lost deadlock, a restart).
