@@ -181,7 +181,6 @@ class _PendingRows:
         self.case_ids: set[int] = set()
         self.customer_ids: set[int] = set()  # customers of waiting cases
         self.identity_ids: set[int] = set()
-        self.message_ids: set[int] = set()
         self.message_keys: set[str] = set()  # platform ids and thread keys of waiting messages
         self.references: set[str] = set()
         self._keys: dict[type, list[int]] = {}
@@ -201,12 +200,8 @@ class _PendingRows:
         for obj in objs:
             obj.pk = self._keys[type(obj)].pop(0)
         for obj in objs:
-            for field in obj._meta.concrete_fields:
-                if field.is_relation and field.is_cached(obj):
-                    related = field.get_cached_value(obj)
-                    if related is not None and getattr(obj, field.attname) != related.pk:
-                        # The object again, not its id: setting the id alone drops the cached object.
-                        setattr(obj, field.name, related)
+            # Each takes the keys of the objects it refers to, now they have them, as save does.
+            obj._prepare_related_fields_for_save(operation_name="insert")
             obj._state.adding = False
             obj._state.db = DEFAULT_DB_ALIAS
             self.objs.append(obj)
@@ -217,7 +212,6 @@ class _PendingRows:
             elif isinstance(obj, Identity):
                 self.identity_ids.add(obj.pk)
             elif isinstance(obj, Message):
-                self.message_ids.add(obj.pk)
                 self.message_keys.update(k for k in (obj.external_id, obj.thread_key) if k)
 
     def write(self) -> None:
@@ -230,10 +224,7 @@ class _PendingRows:
 
     def clear(self) -> None:
         self.objs = []
-        for keys in (
-            self.case_ids, self.customer_ids, self.identity_ids, self.message_ids, self.message_keys,
-            self.references,
-        ):  # fmt: skip
+        for keys in (self.case_ids, self.customer_ids, self.identity_ids, self.message_keys, self.references):
             keys.clear()
 
 

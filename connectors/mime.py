@@ -348,27 +348,30 @@ def _plain_mailbox(raw: str) -> tuple[str, str] | None:
     return _clean(display), match["bracketed"]
 
 
+def _policy_addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, address) pairs as the policy's grammar reads them; [] when it fails."""
+    try:
+        return [
+            (_clean(address.display_name or ""), address.addr_spec)
+            for address in msg[name].addresses
+            if address.addr_spec and "@" in address.addr_spec
+        ]
+    except Exception:  # noqa: BLE001 - the caller falls back to the tolerant parser
+        return []
+
+
 def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """(display name, lower-cased address) pairs of an address header."""
     raw = _raw_header(msg, name)
     if raw is None:
         return []
-    pairs: list[tuple[str, str]] = []
     plain = _plain_mailbox(raw)
-    if plain is not None:
-        pairs = [plain]
-    else:
-        try:
-            for address in msg[name].addresses:
-                if address.addr_spec and "@" in address.addr_spec:
-                    pairs.append((_clean(address.display_name or ""), address.addr_spec))
-        except Exception:  # noqa: BLE001 - fall back to the tolerant parser below
-            pairs = []
+    pairs = [plain] if plain is not None else _policy_addresses(msg, name)
     if not pairs or any("\ufffd" in n for n, _ in pairs):
-        raw = decode_text(_raw_header(msg, name).encode("ascii", "surrogateescape"), None)
+        text = decode_text(raw.encode("ascii", "surrogateescape"), None)
         pairs = [
             (decode_header_text(display), addr)
-            for display, addr in getaddresses([raw.replace("\r", "").replace("\n", "")])
+            for display, addr in getaddresses([text.replace("\r", "").replace("\n", "")])
             if "@" in addr
         ]
     cleaned = []

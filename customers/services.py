@@ -334,10 +334,11 @@ def identity_suggestions_record(
     """Record a suggestion for each e-mail address or phone number in ``text`` that is another
     customer's identity; returns the open suggestions this text gave (new or already open).
 
-    Never links or merges anything. ``before_lookup`` is called before identities are looked
-    up. Costs no query when the text holds no address or
-    number other than the ``author`` identity's own, one when none of them is known. A pair already suggested (open, accepted or
-    dismissed) is not suggested again.
+    Never links or merges anything. Costs no query when the text holds no address or number
+    other than the ``author`` identity's own, one when none of them is known. A pair already
+    suggested (open, accepted or dismissed) is not suggested again. ``before_lookup``, when
+    given, is called before identities are looked up (the inbox batch writes the rows it
+    holds back then).
     """
     values = contact_values(text)
     if author is not None:
