@@ -14,11 +14,11 @@ from connectors import inbox
 from connectors.models import InboundEvent
 from customers.models import Customer
 from tests import factories
+from tests.corpus import CORPUS
 
 pytestmark = pytest.mark.django_db
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CORPUS = Path("/work/shared/corpus")
 
 # Our accounts as the fixtures name them.
 ACCOUNTS = {

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from connectors import x
+from tests.corpus import CORPUS  # noqa: F401  (the connector tests import it from here)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-CORPUS = Path("/work/shared/corpus")
 
 X_SECRET_ENV = {
     "consumer_secret": "CASELINE_TEST_X_CONSUMER_SECRET",

@@ -29,12 +29,13 @@ from connectors import email, imap, inbox, mime
 from connectors.base import ParseError, SendError, SignatureError
 from connectors.models import InboundEvent
 from customers.models import Identity
+from tests.corpus import CORPUS as SHARED_CORPUS
 from tests.factories import ChannelFactory, CustomerFactory, IdentityFactory, ServicePromiseFactory
 
 from .fake_imap import FakeIMAP
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
-CORPUS = Path("/work/shared/corpus/email")
+CORPUS = SHARED_CORPUS / "email"
 ADDRESS = "support@caseline.example"
 SECRET_ENV = {
     "webhook_secret": "CASELINE_TEST_EMAIL_WEBHOOK_SECRET",

@@ -24,12 +24,12 @@ from cases import services
 from connectors import meta
 from connectors.base import ParseError, ParseResult, SendError, SignatureError
 from connectors.models import InboundEvent
+from tests.corpus import CORPUS
 from tests.factories import ChannelFactory, CustomerFactory, IdentityFactory
 
 from .fake_graph import FakeGraph
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meta"
-CORPUS = Path("/work/shared/corpus")
 
 PAGE_ID = "104000000000001"
 IG_ID = "17841400000000001"

@@ -1,7 +1,7 @@
 """Reading e-mail (connectors.mime): charsets, structure, HTML, quoted history, robots.
 
 The fixtures in tests/fixtures/email/ are written from RFC 5322, 2045-2047 and 2231;
-the corpus tests read real mail from /work/shared/corpus/email/ and skip without it.
+the corpus tests read real mail from ../shared/corpus/email/ and skip without it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from connectors import mime
+from tests.corpus import CORPUS as SHARED_CORPUS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
-CORPUS = Path("/work/shared/corpus/email")
+CORPUS = SHARED_CORPUS / "email"
 NOW = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
 
 
