@@ -27,7 +27,8 @@ no number, is told to refetch the region instead (as is a subscription without
 ``"replay"``: the board, and older pages).
 
 A user whose role must have a second factor (``MFA_REQUIRED_ROLES``) and has none is
-refused, by the same rule the pages use (:func:`config.middleware.mfa_missing`).
+refused, and so is a session that skipped the user's second factor, by the rule the pages
+use (:func:`config.middleware.second_factor_owed`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.functional import empty
 
 from cases import drafts, permissions, selectors
-from config.middleware import mfa_missing
+from config.middleware import second_factor_owed
 
 from . import groups, hub, presence, replay
 from .presence import PUSH_CONTEXT
@@ -317,13 +318,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         # The scope's user is a lazy object, evaluated by now: every event reads the user a
         # dozen times, through the wrapper's attribute lookup each time.
         self.user = user if getattr(user, "_wrapped", empty) is empty else user._wrapped
-        owes_mfa, self.role = await database_sync_to_async(self._load_role)()
+        owes_mfa, self.role, departments = await database_sync_to_async(self._load_role)()
         if owes_mfa:
             await self.close(code=4403)
             return
-        names = [groups.user_group(user.pk)] + [
-            groups.department_group(pk) for pk in sorted(permissions.department_ids(user))
-        ]
+        names = [groups.user_group(user.pk)] + [groups.department_group(pk) for pk in sorted(departments)]
         if self.role in ("admin", "supervisor"):
             names.append(groups.supervisors_group())
         self.hub = hub.hub()
@@ -340,13 +339,14 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.send_json({"type": "hello", "role": self.role})
 
-    def _load_role(self) -> tuple[bool, str]:
-        """Whether the user still owes a second factor, and their role (one trip to the database)."""
-        # The MFA rule reads only the session's sign-in records: the scope's session stands
-        # in for the request's.
-        session = self.scope.get("session")
-        owes_mfa = mfa_missing(SimpleNamespace(session=session if session is not None else {}), self.user)
-        return owes_mfa, permissions.role_of(self.user)  # caches the memberships for this socket
+    def _load_role(self) -> tuple[bool, str, set[int]]:
+        """Whether the user still owes a second factor, their role and their departments.
+
+        Read together, in the database's thread: an admin's role is known without the
+        memberships, which the departments then read (and cache for this socket).
+        """
+        owes_mfa = second_factor_owed(self.scope.get("session"), self.user) is not None
+        return owes_mfa, permissions.role_of(self.user), permissions.department_ids(self.user)
 
     async def disconnect(self, code):
         for task in (self.board_task, self.typing_check):

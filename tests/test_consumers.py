@@ -15,6 +15,7 @@ from cases import drafts, escalation, selectors, services, sla
 from cases.models import Case, CaseEvent, Membership
 from channels_app.consumers import DeskConsumer, event_case_ids
 from config.asgi import application
+from config.middleware import FACTOR_AT_SIGN_IN
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -137,17 +138,27 @@ async def test_a_user_who_owes_mfa_is_refused_as_the_pages_refuse_them(settings)
     agent = await connected(world["agent"])
     await agent.disconnect()
 
-    # when the supervisor sets up TOTP, the socket opens
+    # when the supervisor sets up TOTP in the session they signed in with, its socket opens
+    session = {FACTOR_AT_SIGN_IN: [world["super"].pk, False]}  # noted at sign-in: no factor then
     await sync_to_async(TOTP.activate)(world["super"], generate_totp_secret())
-    supervisor = await connected(world["super"])
+    supervisor = communicator_for(world["super"])
+    supervisor.scope["session"] = session
+    ok, _ = await supervisor.connect()
+    assert ok
     await supervisor.disconnect()
+
+    # while a session that never used the new factor, and was not the one that set it up, is refused
+    stranger = communicator_for(world["super"])
+    ok, code = await stranger.connect()
+    assert (ok, code) == (False, 4403)
+    await stranger.disconnect()
 
 
 async def test_a_session_signed_in_through_sso_needs_no_second_factor_on_the_socket(settings):
     settings.MFA_REQUIRED_ROLES = ["supervisor"]
     world = await sync_to_async(build_world)()
     communicator = communicator_for(world["super"])
-    # the identity provider enforces its own factors (the rule of config.middleware.mfa_missing)
+    # the identity provider enforces its own factors (the rule of config.middleware.second_factor_owed)
     communicator.scope["session"] = {
         "account_authentication_methods": [{"method": "socialaccount", "provider": "oidc"}],
         "account_authentication_methods_user": str(world["super"].pk),
