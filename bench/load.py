@@ -280,6 +280,8 @@ def agents_process(
                                 "channel_id": channel_id,
                                 "text": "Thanks, we are looking into it.",
                                 "is_public": False,
+                                # drafted now, on the same machine's clock as the server's
+                                "draft_started_at": datetime.now(UTC).isoformat(),
                             },
                             headers={"X-CSRFToken": csrf, "Referer": base_url + "/desk/"},
                         )

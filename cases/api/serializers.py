@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -212,13 +212,21 @@ class CaseSerializer(serializers.ModelSerializer):
 
 class CaseDetailSerializer(CaseSerializer):
     follower_ids = serializers.SerializerMethodField()
+    read_at = serializers.SerializerMethodField(
+        help_text="The server's time just before this case was read: send it back as a reply's "
+        "draft_started_at."
+    )
 
     class Meta(CaseSerializer.Meta):
-        fields = (*CaseSerializer.Meta.fields, "handoff_note", "breach_step", "follower_ids")
+        fields = (*CaseSerializer.Meta.fields, "handoff_note", "breach_step", "follower_ids", "read_at")
         read_only_fields = fields
 
     def get_follower_ids(self, case) -> list[int]:
         return sorted(user.pk for user in case.followers.all())
+
+    def get_read_at(self, case) -> datetime | None:
+        read_at = self.context.get("read_at")
+        return None if read_at is None else serializers.DateTimeField().to_representation(read_at)
 
 
 class AttachmentSerializer(serializers.ModelSerializer):
@@ -321,10 +329,14 @@ class ReplyInputSerializer(serializers.Serializer):
         help_text="The customer's identity to write to; by default the one they last wrote from there.",
     )
     draft_started_at = serializers.DateTimeField(
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="When the draft was begun: refused with 409 stale_draft if the customer or a colleague wrote since.",
+        help_text="Required. When the draft was begun, as the server's time: the case's `read_at` "
+        "from when you read it (before its timeline). Refused with 409 stale_draft if the customer "
+        "or a colleague wrote since.",
+        error_messages={
+            "required": "Required: the time you read the case (its read_at), so a reply to a "
+            "timeline that changed since is refused instead of sent.",
+            "null": "Required: the time you read the case (its read_at), not null.",
+        },
     )
 
 

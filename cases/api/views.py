@@ -68,6 +68,15 @@ class ApiMixin:
     def get_exception_handler(self):
         return exception_handler
 
+    def initial(self, request, *args, **kwargs):
+        # Taken before anything is read: a reply drafted against this response sends it back
+        # as ``draft_started_at``, and what was written after it counts as unseen.
+        self.read_at = timezone.now()
+        super().initial(request, *args, **kwargs)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "read_at": getattr(self, "read_at", None)}
+
     def filter_queryset(self, queryset):
         # Filters narrow lists; a detail or an action finds its object by id alone.
         if getattr(self, "action", "list") != "list":

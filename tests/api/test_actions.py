@@ -19,10 +19,16 @@ def _post(client, case, action, body=None):
     return client.post(f"/api/v1/cases/{case.pk}/{action}/", body or {}, format="json")
 
 
+def fresh_draft() -> dict:
+    return {"draft_started_at": timezone.now().isoformat()}
+
+
 def test_reply_queues_the_message_and_answers_with_the_case(world, django_capture_on_commit_callbacks):
     client = token_client(world.write_key)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = _post(client, world.case, "reply", {"channel_id": world.channel.pk, "text": "On it!"})
+        response = _post(
+            client, world.case, "reply", {**fresh_draft(), "channel_id": world.channel.pk, "text": "On it!"}
+        )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["id"] == world.case.pk and body["status"] == "open"
@@ -54,13 +60,55 @@ def test_a_stale_draft_is_a_409(world):
     assert not Message.objects.filter(case=world.case, direction="out").exists()
 
 
+def test_a_reply_without_draft_started_at_is_refused_naming_the_field(world):
+    response = _post(
+        token_client(world.write_key), world.case, "reply", {"channel_id": world.channel.pk, "text": "Hi"}
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "draft_started_at"
+    assert "read_at" in error["message"]
+    assert not Message.objects.filter(case=world.case, direction="out").exists()
+
+
+def test_the_case_says_when_it_was_read_and_a_reply_sent_with_it_goes_until_the_customer_writes(world):
+    client = token_client(world.write_key)
+    read_at = client.get(f"/api/v1/cases/{world.case.pk}/").json()["read_at"]
+    reply = {"channel_id": world.channel.pk, "text": "Hi", "draft_started_at": read_at}
+
+    # a reply drafted against what was read is sent
+    answered = _post(client, world.case, "reply", reply)
+    assert answered.status_code == 200, answered.content
+    # and the answer carries the time to send with the next reply, taken before it was read
+    assert answered.json()["read_at"] > read_at
+
+    # once the customer writes again, a reply drafted against the old read is refused
+    services.message_add(
+        case=world.case,
+        direction="in",
+        kind="post",
+        text="Still broken",
+        channel=world.channel,
+        identity=world.identity,
+        external_id="t-3",
+    )
+    assert (
+        _post(client, world.case, "reply", {**reply, "text": "Again"}).json()["error"]["code"]
+        == "stale_draft"
+    )
+    assert list(Message.objects.filter(case=world.case, direction="out").values_list("text", flat=True)) == [
+        "Hi"
+    ]
+
+
 def test_reply_to_an_identity_of_another_customer_names_the_field(world):
     stranger = factories.IdentityFactory()
     response = _post(
         token_client(world.write_key),
         world.case,
         "reply",
-        {"channel_id": world.channel.pk, "text": "Hi", "identity_id": stranger.pk},
+        {**fresh_draft(), "channel_id": world.channel.pk, "text": "Hi", "identity_id": stranger.pk},
     )
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "identity_id"

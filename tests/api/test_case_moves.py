@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from cases import drafts, services
 from cases.models import Case, CaseEvent, Message
 from tests import factories
@@ -139,7 +141,9 @@ def test_take_over_a_reply(world, django_capture_on_commit_callbacks):
     assert event.before == {"holder": world.agent.pk} and event.reason == "Angry customer"
     # the agent's own send is now refused
     refused = token_client(world.write_key).post(
-        f"/api/v1/cases/{world.case.pk}/reply/", {"channel_id": world.channel.pk, "text": "Hi"}, format="json"
+        f"/api/v1/cases/{world.case.pk}/reply/",
+        {"channel_id": world.channel.pk, "text": "Hi", "draft_started_at": timezone.now().isoformat()},
+        format="json",
     )
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "draft_locked"

@@ -168,7 +168,11 @@ ENDPOINTS = [
         "post",
         "/api/v1/cases/{id}/reply/",
         lambda w: w.case,
-        lambda w: {"channel_id": w.channel.pk, "text": "Sorry about that, we are on it."},
+        lambda w: {
+            "channel_id": w.channel.pk,
+            "text": "Sorry about that, we are on it.",
+            "draft_started_at": timezone.now().isoformat(),
+        },
         CASE_WRITE,
     ),
     (
