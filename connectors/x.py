@@ -9,6 +9,10 @@ a v2 ``payload``) is read too. Requests are signed: ``x-twitter-webhooks-signatu
 is ``sha256=`` + base64 HMAC-SHA256 of the raw body keyed by the app's consumer
 secret, and a GET with ``crc_token`` must be answered with the same HMAC of the token.
 
+Post and DM text arrives with ``&``, ``<`` and ``>`` escaped as HTML entities; ``parse``
+decodes exactly those, once (``text_decode``). The stored body stays as X sent it, and
+``send`` posts plain text, which X escapes itself.
+
 Anything our own account wrote (``channel.account_id``, else ``for_user_id``) comes
 back as an echo (``is_echo``) addressed to the customer it went to.
 
@@ -66,6 +70,12 @@ ENVELOPE_KEYS = frozenset({"for_user_id", "user_has_blocked", "users", "apps", "
 # X Activity API event types that carry customer messages.
 ACTIVITY_POSTS = frozenset({"post.create", "post.mention.create", "post.reply.create", "post.quote.create"})
 ACTIVITY_DMS = frozenset({"dm.received", "dm.sent"})
+
+
+# X escapes "&", "<" and ">" in post and DM text ("&amp;", "&lt;", "&gt;") and nothing else.
+# The order matters: "&amp;" goes last, so "&amp;lt;" (a customer who typed "&lt;") becomes
+# "&lt;" and not "<".
+_X_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
 
 
 # --- webhook security ------------------------------------------------------------------
@@ -138,6 +148,24 @@ def event_times(body: bytes) -> list[datetime]:
 
 
 # --- parsing ---------------------------------------------------------------------------
+
+
+def text_decode(text: str) -> str:
+    """Post or DM text as the author typed it: X's ``&amp;``, ``&lt;`` and ``&gt;`` decoded, once.
+
+    Exactly the inverse of X's escaping, not ``html.unescape``: that undoes HTML's, a far
+    larger set (two thousand named references, numeric ones, and legacy names such as
+    ``&reg`` or ``&not`` even without their semicolon), so any "&" that X did not add
+    itself would be rewritten into a character nobody typed ("?id=5&region=eu" into
+    "?id=5®ion=eu", "&#39;" into an apostrophe). X's entity indices and
+    ``display_text_range`` count characters of the unescaped text, so they fit the text
+    this returns. Text without "&" (nearly all of it) costs one ``in`` check.
+    """
+    if "&" not in text:
+        return text
+    for entity, char in _X_ENTITIES:
+        text = text.replace(entity, char)
+    return text
 
 
 def parse(event, channel) -> ParseResult:
@@ -248,7 +276,7 @@ def _tweet_v1(tweet: dict, *, own: str, where: str) -> InboundMessage:
         author_id=author_id,
         kind="post",
         sent_at=_tweet_time(tweet.get("created_at"), where=f"{where} ({tweet_id})"),
-        text=text,
+        text=text_decode(text),
         is_public=True,
         author_handle=user.get("screen_name") or "",
         author_name=user.get("name") or "",
@@ -259,7 +287,7 @@ def _tweet_v1(tweet: dict, *, own: str, where: str) -> InboundMessage:
             tweet.get("in_reply_to_status_id_str") or tweet.get("in_reply_to_status_id")
         ),
         thread_keys=tuple(thread_keys),
-        quoted_text=quoted_text,
+        quoted_text=text_decode(quoted_text),
         attachments=tuple(_media_attachment(m) for m in media if isinstance(m, dict)),
         is_echo=is_echo,
         recipient_id=_id(tweet.get("in_reply_to_user_id_str") or tweet.get("in_reply_to_user_id"))
@@ -298,7 +326,7 @@ def _direct_message(dm, *, users: dict, own: str, where: str) -> InboundMessage 
         author_id=sender,
         kind="dm",
         sent_at=_millis(dm.get("created_timestamp"), where=f"{where} ({dm_id})"),
-        text=data.get("text") or "",
+        text=text_decode(data.get("text") or ""),
         is_public=False,
         author_handle=user.get("screen_name") or user.get("username") or "",
         author_name=user.get("name") or "",
@@ -326,12 +354,10 @@ def _parse_activity(data: dict, channel) -> ParseResult:
     if not isinstance(payload, dict):
         raise ParseError(f"{event_type or 'event'}: payload is missing.")
     if event_type in ACTIVITY_POSTS:
-        users = {
-            _id(u.get("id")): u
-            for u in (data.get("includes") or {}).get("users") or []
-            if isinstance(u, dict)
-        }
-        return ParseResult(messages=[_post_v2(payload, users=users, own=own, where=event_type)])
+        includes = data.get("includes") or {}
+        users = {_id(u.get("id")): u for u in includes.get("users") or [] if isinstance(u, dict)}
+        posts = {_id(t.get("id")): t for t in includes.get("tweets") or [] if isinstance(t, dict)}
+        return ParseResult(messages=[_post_v2(payload, users=users, posts=posts, own=own, where=event_type)])
     if event_type in ACTIVITY_DMS:
         users = payload.get("users") or {}
         messages = []
@@ -349,8 +375,9 @@ def _parse_activity(data: dict, channel) -> ParseResult:
     return ParseResult(ignored_reason=f"{event_type} events carry no customer message.")
 
 
-def _post_v2(post: dict, *, users: dict, own: str, where: str) -> InboundMessage:
-    """A v2 Post object (X Activity API payload) as an InboundMessage."""
+def _post_v2(post: dict, *, users: dict, posts: dict, own: str, where: str) -> InboundMessage:
+    """A v2 Post object (X Activity API payload) as an InboundMessage; ``posts`` are the
+    envelope's ``includes.tweets`` by id, where a quoted post's text is found."""
     post_id = _id(post.get("id"))
     if not post_id:
         raise ParseError(f"{where}: payload.id is missing.")
@@ -365,14 +392,14 @@ def _post_v2(post: dict, *, users: dict, own: str, where: str) -> InboundMessage
     user = users.get(author_id) or {}
     metrics = user.get("public_metrics") or {}
     is_echo = bool(own) and author_id == own
-    note = (post.get("note_tweet") or {}).get("text")
+    quoted = posts.get(references.get("quoted") or "") or {}
     return InboundMessage(
         platform="x",
         external_id=post_id,
         author_id=author_id,
         kind="post",
         sent_at=_iso_time(post.get("created_at"), where=f"{where} ({post_id})"),
-        text=note or post.get("text") or "",
+        text=text_decode(_text_v2(post)),
         is_public=True,
         author_handle=user.get("username") or "",
         author_name=user.get("name") or "",
@@ -381,9 +408,15 @@ def _post_v2(post: dict, *, users: dict, own: str, where: str) -> InboundMessage
         author_profile=_profile_v1(user),
         reply_to_external_id=reply_to,
         thread_keys=tuple(dict.fromkeys(thread_keys)),
+        quoted_text=text_decode(_text_v2(quoted)),
         is_echo=is_echo,
         recipient_id=_id(post.get("in_reply_to_user_id")) if is_echo else "",
     )
+
+
+def _text_v2(post: dict) -> str:
+    """A v2 Post's whole text: a long post's ``note_tweet.text``, else ``text`` (still escaped)."""
+    return (post.get("note_tweet") or {}).get("text") or post.get("text") or ""
 
 
 def _list(payload: dict, key: str) -> list:
@@ -462,7 +495,8 @@ def send(message, channel) -> SendResult:
     """Post ``message`` through API v2 and return the id X gave it.
 
     A DM goes to the message's identity; a public post answers the message it replies
-    to. Rate limits (429), server errors and timeouts raise a retryable ``SendError``
+    to. The text goes as the agent wrote it (a quoted "&" or "<" included), never
+    entity-escaped: X escapes it itself, so escaping it here would show "&amp;". Rate limits (429), server errors and timeouts raise a retryable ``SendError``
     (``retry_after`` from ``Retry-After`` or ``x-rate-limit-reset``); other refusals
     are final.
     """

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,11 +13,19 @@ from types import SimpleNamespace
 import pytest
 
 from cases import services
+from cases.models import Message
 from connectors import x
 from connectors.base import InboundMessage, ParseError, ParseResult, SendError
 from connectors.models import InboundEvent
 from tests import factories
-from tests.connectors.helpers import CORPUS, X_ACCESS_TOKEN, FakeAPI, fixture_bytes, fixture_json
+from tests.connectors.helpers import (
+    CORPUS,
+    X_ACCESS_TOKEN,
+    FakeAPI,
+    fixture_bytes,
+    fixture_json,
+    post_x_webhook,
+)
 
 OURS = SimpleNamespace(account_id="777", slug="brand-x")
 
@@ -212,30 +222,207 @@ def test_activity_api_reply_and_dm_are_read():
     assert message.kind == "dm" and message.author_id == "5150"
 
 
+# --- text as its author typed it -------------------------------------------------------
+# X sends post and DM text with "&", "<" and ">" escaped as "&amp;", "&lt;" and "&gt;". In the
+# entities_* fixtures the authors also typed "&lt;"-like text themselves, which X sends as
+# "&amp;lt;": decoded once, it is "&lt;" again.
+
+TWEET_TYPED = (
+    '@brand Your "fibre & TV" bundle: speed <10 Mb/s, promised >100. '
+    "The price page even shows &lt;br&gt; where a line break should be. cc @brandsupport"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "quoted_text"),
+    [
+        pytest.param("entities_tweet.json", TWEET_TYPED, "", id="tweet"),
+        pytest.param(
+            "entities_long_tweet.json",
+            "@brand Fourth outage & still no technician. Download speed <2 Mb/s for a week, upload >0 only "
+            'at night. Your app says &gt;&gt; "all systems normal" &lt;&lt; which I typed exactly as it '
+            "shows. I want a refund & a visit, not another script.",
+            "",
+            id="extended-tweet",
+        ),
+        pytest.param(
+            "entities_quote.json",
+            "Promise & reality: 24 hours was 9 days ago. <sigh> https://t.co/Quote00002",
+            'Terms & conditions apply: speeds <= 100 Mb/s, "up to" means up to. Questions? DM us & we '
+            "will look at your line within 24 hours, promise. Our status page is the place to check "
+            "first: it is updated every five minutes. <3",
+            id="quoted-tweet",
+        ),
+        pytest.param(
+            "entities_dm.json",
+            'Account 88-1234 & the modem shows "<LOS>" in red. I pasted &amp; from your FAQ and it failed.',
+            "",
+            id="dm",
+        ),
+        pytest.param(
+            "entities_xaa_post_quote.json",
+            'Dear @brand, about your "faster & cheaper" plan: my bill went up & my speed went down. The '
+            "contract says speed >= 50 Mb/s; the router page says <5. It also prints &lt;null&gt; as my "
+            "plan name, which I copied here character for character. Three calls, two chats & one "
+            "engineer later, nobody can tell me why. Please fix the speed or put me back on the old plan.",
+            "New plan: faster & cheaper, <30 days to switch. Details: https://t.co/Plan000005",
+            id="v2-note-tweet-quoting-includes-tweet",
+        ),
+        pytest.param(
+            "entities_xaa_dm.json",
+            'Still <nothing> after the reset & the modem light is red. Your bot replied "&lt;template&gt;".',
+            "",
+            id="v2-dm",
+        ),
+    ],
+)
+def test_x_entities_in_text_are_decoded_once(name, text, quoted_text):
+    (message,) = parse_fixture(name).messages
+    assert message.text == text
+    assert message.quoted_text == quoted_text
+
+
+def test_x_offsets_fit_the_decoded_text():
+    # X counts display_text_range and entity indices on the unescaped text.
+    tweet = fixture_json("x", "entities_tweet.json")["tweet_create_events"][0]
+
+    (message,) = parse_fixture("entities_tweet.json").messages
+
+    start, end = tweet["display_text_range"]
+    assert message.text[start:end] == TWEET_TYPED.removeprefix("@brand ")
+    for mention in tweet["entities"]["user_mentions"]:
+        first, last = mention["indices"]
+        assert message.text[first:last] == "@" + mention["screen_name"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "typed"),
+    [
+        ("Q&amp;A", "Q&A"),
+        ("5 &lt; 6 &gt; 4", "5 < 6 > 4"),
+        ("&amp;lt;b&amp;gt;", "&lt;b&gt;"),
+        ("&amp;amp;", "&amp;"),
+        # Not X's escaping: left as they are, as html.unescape would not.
+        (
+            "&quot; &#39; &#x3c; &copy; ?id=5&region=eu AT&T",
+            "&quot; &#39; &#x3c; &copy; ?id=5&region=eu AT&T",
+        ),
+    ],
+)
+def test_text_decode_undoes_exactly_x_escaping(sent, typed):
+    assert x.text_decode(sent) == typed
+
+
+def test_text_without_an_ampersand_is_returned_as_it_is():
+    text = "router dead again"
+    assert x.text_decode(text) is text
+
+
+@dataclass(frozen=True)
+class Messages:
+    """The body carries ``count`` messages; the first is a ``kind`` whose text contains ``text``."""
+
+    count: int
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """The body parses to no message, for exactly this reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fails:
+    """The body is refused with a ParseError containing this."""
+
+    error: str
+
+
+# Every file of the shared X corpus (origins in its SOURCES.md), and what parsing it gives.
+# A file added to the corpus fails the test below until it is classified here.
+CORPUS_EXPECTED = {
+    # Prose from X's documentation, kept for the CRC and signature rules: not a body.
+    "x_webhook_crc_and_signature_spec.txt": Fails("The body is not JSON"),
+    "xdocs_aaa_direct_message_events.json": Messages(1, "dm", "Hello World!"),
+    "xdocs_aaa_direct_message_indicate_typing_events.json": Ignored("Nothing to ingest: typing indicators."),
+    "xdocs_aaa_direct_message_mark_read_events.json": Ignored("Nothing to ingest: read receipts."),
+    # The docs' envelopes with "<Tweet Object>" placeholders: not JSON.
+    "xdocs_aaa_event_envelope_skeletons.txt": Fails("The body is not JSON"),
+    # A long tweet whose author the corpus left as {} (the docs' placeholder): no author, no message.
+    "xdocs_aaa_tweet_create_events_longform_extended_tweet.json": Fails(
+        "tweet_create_events[0] (1924465506158878979): user.id_str is missing."
+    ),
+    "xdocs_aaa_tweet_delete_events.json": Ignored("Nothing to ingest: post deletions."),
+    "xdocs_aaa_user_event_revoke.json": Ignored("Nothing to ingest: app permission changes."),
+    # Answers of the v2 search and lookup endpoints (which we do not call), not webhook bodies.
+    "xdocs_v2_conversation_id_full_thread_search.json": Fails("Not an Account Activity event"),
+    "xdocs_v2_conversation_id_request_example.json": Fails("Not an Account Activity event"),
+    "xdocs_v2_posts_lookup_deleted_or_protected_errors.json": Fails("Not an Account Activity event"),
+    "xdocs_v2_tweet_all_fields_with_includes.json": Fails("Not an Account Activity event"),
+    "xdocs_xaa_broadcast_start.json": Ignored("broadcast.start events carry no customer message."),
+    "xdocs_xaa_chat_received.json": Ignored(
+        "chat.received: end-to-end encrypted chat, content not readable."
+    ),
+    "xdocs_xaa_chat_sent.json": Ignored("chat.sent: end-to-end encrypted chat, content not readable."),
+    "xdocs_xaa_dm_received.json": Messages(1, "dm", "hello!"),
+    "xdocs_xaa_dm_sent.json": Messages(1, "dm", "Thanks for the update!"),
+    # The docs' generic envelope, its payload left empty.
+    "xdocs_xaa_event_envelope.json": Fails("post.create: payload.id is missing."),
+    "xdocs_xaa_follow_follow.json": Ignored("follow.follow events carry no customer message."),
+    "xdocs_xaa_follow_unfollow.json": Ignored("follow.unfollow events carry no customer message."),
+    "xdocs_xaa_like_create.json": Ignored("like.create events carry no customer message."),
+    "xdocs_xaa_news_new.json": Ignored("news.new events carry no customer message."),
+    "xdocs_xaa_oauth_revoke.json": Ignored("oauth.revoke events carry no customer message."),
+    "xdocs_xaa_post_create.json": Messages(1, "post", "Hello from the Activity API"),
+    "xdocs_xaa_post_delete.json": Ignored("post.delete events carry no customer message."),
+    "xdocs_xaa_post_mention_create.json": Messages(1, "post", "hey @ExampleUser"),
+    "xdocs_xaa_post_quote_create.json": Messages(1, "post", "Adding some context to this."),
+    "xdocs_xaa_post_reply_create.json": Messages(
+        1, "post", "@ExampleUser Great post \u2014 thanks for sharing!"
+    ),
+    "xdocs_xaa_post_repost_create.json": Ignored("post.repost.create events carry no customer message."),
+    "xdocs_xaa_profile_update_bio.json": Ignored("profile.update.bio events carry no customer message."),
+    "xdocs_xaa_spaces_start.json": Ignored("spaces.start events carry no customer message."),
+}
+
+
 def x_bodies() -> list[Path]:
     folder = CORPUS / "twitter"
     return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
 
 
 @pytest.mark.parametrize("path", x_bodies() or [None], ids=lambda p: p.name if p else "absent")
-def test_every_real_x_body_parses_or_fails_with_a_reason(path):
+def test_every_real_x_body_parses_as_classified(path):
     if path is None:
         pytest.skip("the shared corpus is not on this machine")
-    try:
-        result = parse_body(path.read_bytes(), SimpleNamespace(account_id="", slug="corpus"))
-    except ParseError as error:
-        failure = str(error)
-    else:
-        failure = None
-    if failure is not None:
-        assert failure.strip()
+    expected = CORPUS_EXPECTED.get(path.name)
+    if expected is None:
+        pytest.fail(f"{path.name} is new in the corpus: classify it in CORPUS_EXPECTED.")
+    channel = SimpleNamespace(account_id="", slug="corpus")
+
+    if isinstance(expected, Fails):
+        with pytest.raises(ParseError) as error:
+            parse_body(path.read_bytes(), channel)
+        assert expected.error in str(error.value)
         return
-    assert isinstance(result, ParseResult)
+    result = parse_body(path.read_bytes(), channel)
+    if isinstance(expected, Ignored):
+        assert (result.messages, result.ignored_reason) == ([], expected.reason)
+        return
+    assert len(result.messages) == expected.count and not result.ignored_reason
+    assert result.messages[0].kind == expected.kind and expected.text in result.messages[0].text
     for message in result.messages:
         assert message.external_id and message.author_id
         assert message.sent_at.tzinfo is not None
-        assert message.kind in ("post", "dm")
-    assert result.messages or result.ignored_reason
+
+
+def test_no_classified_corpus_body_is_missing_from_the_corpus():
+    if not x_bodies():
+        pytest.skip("the shared corpus is not on this machine")
+    assert set(CORPUS_EXPECTED) - {path.name for path in x_bodies()} == set()
 
 
 # --- signatures -------------------------------------------------------------------------
@@ -251,7 +438,18 @@ def test_signature_is_base64_hmac_sha256_with_prefix():
 
 @pytest.fixture
 def fake_x():
+    """The fake X API, also keeping each request's body as the bytes posted (``bodies``)."""
     with FakeAPI() as api:
+        api.bodies = []
+
+        class Handler(api.server.RequestHandlerClass):
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                api.bodies.append(raw)
+                self.rfile = io.BytesIO(raw)
+                super().do_POST()
+
+        api.server.RequestHandlerClass = Handler
         yield api
 
 
@@ -402,3 +600,71 @@ def test_success_without_an_id_is_not_retried(fake_x, sending_channel, conversat
         x.send(outbound(conversation), sending_channel)
 
     assert error.value.retryable is False
+
+
+def x_escaped(text: str) -> str:
+    """``text`` as X's API sends it back: "&", "<" and ">" as entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@pytest.mark.django_db
+def test_reply_quoting_an_escaped_tweet_is_posted_as_typed_and_its_echo_matches(
+    client, fake_x, sending_channel, django_capture_on_commit_callbacks
+):
+    # given: Rosa's tweet, escaped by X, through the webhook and the inbox
+    body = fixture_bytes("x", "entities_tweet.json")
+    with django_capture_on_commit_callbacks(execute=True):
+        post_x_webhook(client, sending_channel, body)
+    assert bytes(InboundEvent.objects.get().body) == body
+    tweet = Message.objects.get()
+    assert tweet.text == TWEET_TYPED
+    quoted = tweet.text.removeprefix("@brand ").removesuffix(" cc @brandsupport")
+    reply = services.message_add(
+        case=tweet.case,
+        direction="out",
+        kind="post",
+        text=f"@rosa_d You wrote: {quoted} We are fixing that page.",
+        channel=sending_channel,
+        identity=tweet.identity,
+        is_public=True,
+        reply_to=tweet,
+        delivery_state="queued",
+    )
+    fake_x.respond(201, {"data": {"id": "1050700000000000009", "text": x_escaped(reply.text)}})
+
+    # when
+    x.send(reply, sending_channel)
+
+    # then: the text went out as the agent wrote it, quotation and all, for X to escape
+    (request,) = fake_x.requests
+    assert request["json"]["text"] == reply.text
+    (raw,) = fake_x.bodies
+    assert b"fibre & TV" in raw and b"speed <10" in raw and b"promised >100" in raw
+    assert b"shows &lt;br&gt; where" in raw
+    assert b"&amp;" not in raw and b"\\u00" not in raw
+
+    # and X's escaped echo of it, outrunning the send task, is matched to the queued reply
+    echo = fixture_json("x", "echo_reply.json")
+    echo["tweet_create_events"][0].update(
+        id_str="1050700000000000009",
+        text=x_escaped(reply.text),
+        in_reply_to_status_id_str=tweet.external_id,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        post_x_webhook(client, sending_channel, json.dumps(echo).encode())
+    reply.refresh_from_db()
+    assert reply.external_id == "1050700000000000009" and reply.delivery_state == "sent"
+    assert Message.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_dm_with_ampersands_and_angle_brackets_is_posted_as_plain_text(fake_x, sending_channel, conversation):
+    fake_x.respond(201, {"data": {"dm_conversation_id": "777-5150", "dm_event_id": "1582838223000000001"}})
+    text = "Q&A: type <reset> & wait; &lt; is how a web page writes <"
+
+    x.send(outbound(conversation, kind="dm", text=text), sending_channel)
+
+    (request,) = fake_x.requests
+    assert request["json"] == {"text": text}
+    (raw,) = fake_x.bodies
+    assert b"Q&A: type <reset> & wait; &lt; is how a web page writes <" in raw
