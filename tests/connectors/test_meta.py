@@ -703,11 +703,27 @@ def test_signature_matches_the_published_vector():
     )
 
 
-def test_verify_accepts_the_app_secret_signature_over_the_raw_bytes(meta_secrets):
+@pytest.mark.django_db
+def test_a_body_signed_with_the_app_secret_over_its_raw_bytes_is_stored_as_sent(
+    client, meta_channels, meta_secrets, django_capture_on_commit_callbacks
+):
+    from cases.models import Message
+
+    channel = meta_channels["facebook"]
     body = fixture_body("messenger_text.json")
     digest = hmac.new(meta_secrets["app_secret"].encode(), body, hashlib.sha256).hexdigest()
 
-    meta.verify(_signed_post(body, f"sha256={digest}"), build_channel("facebook"))
+    response = post_meta(
+        client, channel, body, django_capture_on_commit_callbacks, secret="", header=f"sha256={digest}"
+    )
+
+    assert response.status_code == 200
+    event = InboundEvent.objects.get(channel=channel)
+    assert bytes(event.body) == body  # the bytes as signed, not a re-encoding
+    assert event.status == InboundEvent.Status.PROCESSED
+    message = Message.objects.get(channel=channel)
+    assert message.external_id == "m_AG5Hz2Uq7qDEx9BvNnqXyQ"
+    assert message.text == "My order #4411 never arrived, café voucher did not work either"
 
 
 @pytest.mark.parametrize(
@@ -739,15 +755,23 @@ def test_verify_without_a_configured_app_secret_refuses(monkeypatch):
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 def test_verify_accepts_the_signatures_computed_over_saved_bodies(monkeypatch):
     vectors = json.loads((CORPUS / "meta" / "meta_verification_and_signature_vectors.json").read_bytes())
-    checked = 0
+    checked = []
     for vector in vectors["locally_computed_vectors_over_saved_fixtures"]["vectors"]:
         path = CORPUS / vector["file"]
         if not path.exists():
             continue
         monkeypatch.setenv(SECRET_ENV["app_secret"], vector["app_secret"])
-        meta.verify(_signed_post(path.read_bytes(), vector["X-Hub-Signature-256"]), build_channel("whatsapp"))
-        checked += 1
-    assert checked
+        body = path.read_bytes()
+        # returns nothing when the signature holds
+        assert (
+            meta.verify(_signed_post(body, vector["X-Hub-Signature-256"]), build_channel("whatsapp")) is None
+        )
+        # and the same signature over the body with one byte changed is refused
+        tampered = body[:-2] + bytes([body[-2] ^ 1]) + body[-1:]
+        with pytest.raises(SignatureError, match="does not match"):
+            meta.verify(_signed_post(tampered, vector["X-Hub-Signature-256"]), build_channel("whatsapp"))
+        checked.append(vector["file"])
+    assert len(checked) >= 3, checked
 
 
 def test_delivery_id_is_the_body_digest():

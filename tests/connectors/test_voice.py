@@ -101,7 +101,25 @@ def signed(form: bytes, *, path="/webhooks/phone-line/?source=status", token=AUT
 
 
 def test_verify_accepts_twilios_signature_over_url_query_and_sorted_params(twilio_env):
-    voice.verify(signed(body("completed_inbound.txt")), build_channel())
+    request = signed(body("completed_inbound.txt"))
+
+    assert voice.verify(request, build_channel()) is None
+    # the query string is part of what is signed
+    request.META["QUERY_STRING"] = "source=other"
+    with pytest.raises(SignatureError, match="does not match"):
+        voice.verify(request, build_channel())
+
+
+def test_a_signed_callback_is_stored_as_sent_and_becomes_the_call(post_call, phone_channel):
+    form = body("completed_inbound.txt")
+
+    assert post_call(form).status_code == 200
+
+    event = InboundEvent.objects.get(channel=phone_channel)
+    assert bytes(event.body) == form
+    assert event.status == InboundEvent.Status.PROCESSED
+    call = Message.objects.get(channel=phone_channel)
+    assert (call.kind, call.direction, call.call_duration) == (Message.Kind.CALL, Message.Direction.IN, 127)
 
 
 @pytest.mark.parametrize(
