@@ -74,11 +74,15 @@ def test_every_signature_is_compared_in_constant_time(client, platform_channels,
 def test_no_connector_compares_a_secret_with_equals():
     # A source check to back the spy: a plain == on a signature or token leaks timing.
     for module in ("x", "meta", "email", "voice"):
-        source = (ROOT / "connectors" / f"{module}.py").read_text()
-        for line in source.splitlines():
-            code = line.split("#")[0]
-            if "==" in code and any(word in code.lower() for word in ("signature", "token", "secret")):
-                assert "len(" in code or "retry" in code.lower(), f"connectors/{module}.py: {line.strip()}"
+        package = ROOT / "connectors" / module
+        files = sorted(package.glob("*.py")) if package.is_dir() else [package.with_suffix(".py")]
+        for path in files:
+            for line in path.read_text().splitlines():
+                code = line.split("#")[0]
+                if "==" in code and any(word in code.lower() for word in ("signature", "token", "secret")):
+                    assert "len(" in code or "retry" in code.lower(), (
+                        f"{path.relative_to(ROOT)}: {line.strip()}"
+                    )
 
 
 # --- replay window ---------------------------------------------------------------------------
