@@ -25,8 +25,12 @@ Where a webhook may go
     Only to public addresses: a URL naming a loopback, private, link-local or otherwise
     non-global address is refused when it is registered, and every attempt resolves the
     host again and refuses to connect if any of its addresses is not public (so a name
-    that later points inside the network sends nothing). Redirects are not followed.
-    ``WEBHOOK_ALLOW_PRIVATE_ADDRESSES`` lifts this for receivers on the same network.
+    that later points inside the network sends nothing). The attempt then connects to
+    exactly the addresses it checked, never resolving the name a second time, so a DNS
+    answer that changes in between (rebinding) cannot move it; the Host header, TLS SNI
+    and the certificate check still name the host. Redirects are not followed, and no
+    proxy from the environment is used. ``WEBHOOK_ALLOW_PRIVATE_ADDRESSES`` lifts the
+    check (not the pinning) for receivers on the same network.
 """
 
 from __future__ import annotations
@@ -144,7 +148,7 @@ def _clean_url(url: str) -> str:
     if not host:
         raise ServiceError("The URL has no host name.", field="url")
     if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
-        refused = _refused_address(host, resolve=False)
+        refused = _refused_address(host, _addresses(host, resolve=False))
         if refused:
             raise ServiceError(
                 f"The URL points {refused}; webhooks go to public addresses only.", field="url"
@@ -152,26 +156,30 @@ def _clean_url(url: str) -> str:
     return url
 
 
-def _refused_address(host: str, *, resolve: bool) -> str | None:
+def _addresses(host: str, *, resolve: bool) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """What ``host`` stands for: an IP literal itself; a name, when ``resolve`` is set, every
+    address the resolver answers (in its order, once each; ``OSError`` when it does not
+    resolve), and nothing otherwise."""
+    name = host.strip("[]")
+    try:
+        return [ipaddress.ip_address(name)]
+    except ValueError:
+        if not resolve:
+            return []
+    infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+
+
+def _refused_address(host: str, addresses: list) -> str | None:
     """Why a webhook may not go to ``host`` (e.g. "at a loopback address"), or None.
 
-    An IP literal is judged as it stands; a name is judged by every address it resolves to
-    when ``resolve`` is set (at delivery), and only by its spelling otherwise (at
-    registration, when the receiver's DNS may not be ready yet).
+    A local name is refused by its spelling; otherwise ``host`` is judged by ``addresses``
+    (:func:`_addresses`): at delivery every address the name resolved to, at registration
+    only an IP literal (the receiver's DNS may not be ready yet).
     """
     name = host.strip("[]").rstrip(".").lower()
     if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
         return f"at {name}, a local name"
-    try:
-        addresses = [ipaddress.ip_address(name)]
-    except ValueError:
-        if not resolve:
-            return None
-        try:
-            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
-        except OSError:
-            return None  # the attempt itself will fail with the resolver's error
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:
         if not address.is_global:
             return f"at {address}, which is not a public address"
@@ -408,31 +416,56 @@ def _post(delivery: WebhookDelivery) -> tuple[int | None, str, str, float | None
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: signature(secret=subscription_secret(subscription), timestamp=timestamp, body=body),
     }
+    url = httpx.URL(subscription.url)
+    host = url.raw_host.decode("ascii")
+    try:
+        addresses = _addresses(host, resolve=True)
+    except OSError as exc:
+        return None, "", f"ConnectError: {host} does not resolve: {exc}"[:1000], None
     if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
-        refused = _refused_address(urlsplit(subscription.url).hostname or "", resolve=True)
+        refused = _refused_address(host, addresses)
         if refused:
             return None, "", f"Not sent: the URL now points {refused}.", None
-    try:
-        with httpx.stream(
-            "POST",
-            subscription.url,
-            content=body,
-            headers=headers,
+    # The name was resolved once, above: connect to the addresses just checked (not to what
+    # the name resolves to a moment later), speaking to them as ``host``.
+    headers["Host"] = url.netloc.decode("ascii")
+    error = f"ConnectError: {host} has no address"
+    for address in addresses:
+        try:
+            return _send(url.copy_with(host=str(address)), host=host, body=body, headers=headers)
+        except httpx.ConnectError as exc:  # nothing was sent: try the host's next address
+            error = f"ConnectError: {address}: {exc}"
+        except httpx.HTTPError as exc:
+            return None, "", f"{exc.__class__.__name__}: {exc}"[:1000], None
+    return None, "", error[:1000], None
+
+
+def _send(url: httpx.URL, *, host: str, body: bytes, headers: dict) -> tuple[int, str, str, float | None]:
+    """POST ``body`` to ``url``, whose host is an IP address, as ``host``: the caller sets the
+    Host header, and TLS sends ``host`` as SNI and checks the certificate against it."""
+    # No proxy from the environment (it would resolve the name again); the CA bundle still
+    # follows SSL_CERT_FILE / SSL_CERT_DIR.
+    with (
+        httpx.Client(
+            trust_env=False,
+            verify=httpx.create_ssl_context(),
             timeout=TIMEOUT_SECONDS,
             follow_redirects=False,
-        ) as response:
-            excerpt = b""
-            for chunk in response.iter_bytes():
-                excerpt += chunk
-                if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
-                    break
-            text = excerpt[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
-            retry_after = _retry_after(response.headers.get("Retry-After"))
-            if response.is_success:
-                return response.status_code, text, "", None
-            return response.status_code, text, f"HTTP {response.status_code}", retry_after
-    except httpx.HTTPError as exc:
-        return None, "", f"{exc.__class__.__name__}: {exc}"[:1000], None
+        ) as client,
+        client.stream(
+            "POST", url, content=body, headers=headers, extensions={"sni_hostname": host}
+        ) as response,
+    ):
+        excerpt = b""
+        for chunk in response.iter_bytes():
+            excerpt += chunk
+            if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
+                break
+        text = excerpt[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
+        if response.is_success:
+            return response.status_code, text, "", None
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        return response.status_code, text, f"HTTP {response.status_code}", retry_after
 
 
 def _retry_after(value: str | None) -> float | None:

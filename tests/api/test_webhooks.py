@@ -16,7 +16,11 @@ from connectors.models import WebhookDelivery, WebhookSubscription
 from connectors.tasks import redeliver_webhooks
 
 from .conftest import session_client
-from .receiver import start_receiver
+from .receiver import FakeNetwork, self_signed_certificate, start_receiver
+
+# A receiver's name, and a public address for it: FakeNetwork decides what answers there.
+RECEIVER_NAME = "hooks.example.test"
+PUBLIC_ADDRESS = "93.184.215.14"
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +35,11 @@ def receiver():
     yield receiver
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def network(monkeypatch):
+    return FakeNetwork(monkeypatch)
 
 
 @pytest.fixture
@@ -337,3 +346,99 @@ def test_a_name_that_resolves_inside_the_network_is_not_sent_to(world, receiver,
     assert receiver.requests == []
     assert delivery.response_status is None and delivery.status == WebhookDelivery.Status.PENDING
     assert "not a public address" in delivery.error and subscription.pk == delivery.subscription_id
+
+
+def _attempt_by_name(world, receiver) -> WebhookDelivery:
+    """Subscribe ``receiver`` under RECEIVER_NAME, emit one event and attempt it once."""
+    webhooks_out.webhook_subscription_create(
+        name="BI",
+        url=receiver.url.replace("127.0.0.1", RECEIVER_NAME),
+        event_types=["case.created"],
+        actor=world.admin,
+    )
+    [delivery] = webhooks_out.emit("case.created", {"case": {"id": world.case.pk}})
+    webhooks_out.webhook_delivery_attempt(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    return delivery
+
+
+@pytest.mark.parametrize("inside", ["127.0.0.1", "10.0.0.5", "169.254.169.254"])
+def test_a_name_rebound_after_its_check_is_not_followed_inside(world, receiver, network, settings, inside):
+    """DNS rebinding: the name answers a public address to the check and an inside one after
+    (where the receiver stands in for a service on the network). The attempt connects to the
+    address it checked and never asks the resolver again."""
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    network.answers[RECEIVER_NAME] = [PUBLIC_ADDRESS, inside]
+    network.routes[inside] = "127.0.0.1"
+
+    delivery = _attempt_by_name(world, receiver)
+
+    assert receiver.requests == [], "the inside address was reached"
+    assert network.lookups == [RECEIVER_NAME]
+    assert network.connects == [(PUBLIC_ADDRESS, receiver.port)]
+    assert delivery.status == WebhookDelivery.Status.PENDING and delivery.response_status is None
+    assert delivery.error.startswith(f"Attempt 1: ConnectError: {PUBLIC_ADDRESS}: ")
+
+
+def test_a_delivery_connects_to_the_address_it_checked_and_names_the_host(world, receiver, network, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    network.answers[RECEIVER_NAME] = [PUBLIC_ADDRESS]
+    network.routes[PUBLIC_ADDRESS] = "127.0.0.1"  # the receiver is the public host
+
+    delivery = _attempt_by_name(world, receiver)
+
+    assert delivery.status == WebhookDelivery.Status.DELIVERED, delivery.error
+    assert network.lookups == [RECEIVER_NAME]
+    assert network.connects == [(PUBLIC_ADDRESS, receiver.port)]
+    [request] = receiver.requests
+    assert request.headers["host"] == f"{RECEIVER_NAME}:{receiver.port}"
+
+
+def test_an_unreachable_address_falls_through_to_the_next_one_checked(world, receiver, network, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    network.answers[RECEIVER_NAME] = [("93.184.215.15", PUBLIC_ADDRESS)]
+    network.routes[PUBLIC_ADDRESS] = "127.0.0.1"
+
+    delivery = _attempt_by_name(world, receiver)
+
+    assert delivery.status == WebhookDelivery.Status.DELIVERED, delivery.error
+    assert network.connects == [("93.184.215.15", receiver.port), (PUBLIC_ADDRESS, receiver.port)]
+    assert len(receiver.requests) == 1
+
+
+def test_tls_to_the_pinned_address_names_and_verifies_the_host(
+    world, network, settings, monkeypatch, tmp_path
+):
+    """Over https the connection goes to the IP, while SNI and the certificate check use the
+    name: the receiver's certificate is for the name only, so checking it against the IP fails."""
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    certificate = self_signed_certificate(RECEIVER_NAME, tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    receiver, server = start_receiver(certificate=certificate)
+    network.answers[RECEIVER_NAME] = [PUBLIC_ADDRESS]
+    network.routes[PUBLIC_ADDRESS] = "127.0.0.1"
+    try:
+        delivery = _attempt_by_name(world, receiver)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert delivery.status == WebhookDelivery.Status.DELIVERED, delivery.error
+    assert network.connects == [(PUBLIC_ADDRESS, receiver.port)]
+    assert receiver.server_names == [RECEIVER_NAME]
+    assert receiver.requests[0].headers["host"] == f"{RECEIVER_NAME}:{receiver.port}"
+
+
+def test_a_redirect_is_not_followed(world, subscription, receiver):
+    elsewhere, server = start_receiver()
+    receiver.answer(307, headers={"Location": elsewhere.url})
+    try:
+        [delivery] = webhooks_out.emit("case.created", {"id": 1})
+        webhooks_out.webhook_delivery_attempt(delivery_id=delivery.pk)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    delivery.refresh_from_db()
+    assert (delivery.response_status, delivery.error) == (307, "Attempt 1: HTTP 307")
+    assert len(receiver.requests) == 1 and elsewhere.requests == []
