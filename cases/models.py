@@ -474,6 +474,10 @@ class Message(models.Model):
             models.Index(
                 fields=["created_at"], name="message_outbox_idx", condition=models.Q(delivery_state="queued")
             ),
+            # The search box's message results, newest first (cases.search): a common word is
+            # read in this order and stops at a page. The full-text GIN index over the text
+            # (message_text_search_idx, cases.fulltext) is made by migrations, PostgreSQL only.
+            models.Index(fields=["-sent_at", "-id"], name="message_recent_idx"),
         ]
 
     def __str__(self) -> str:

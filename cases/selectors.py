@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Case as DbCase
@@ -33,7 +32,7 @@ from django.db.models.functions import Coalesce, Lower, NullIf, Substr
 from customers.identifiers import normalize_platform_id
 from customers.models import Customer, CustomerMerge, Identity, IdentitySuggestion
 
-from . import permissions
+from . import fulltext, permissions
 from .models import (
     QUEUE_NO_DUE,
     QUEUE_WORK_STATUSES,
@@ -614,9 +613,9 @@ def _search_parts(text: str) -> list[QuerySet]:
     named = Customer.objects.alias(name_lower=Lower("name")).filter(name_lower=text.lower()).values("pk")
     parts.append(Case.objects.filter(customer_id__in=named).order_by().values_list("pk", flat=True))
     if settings.IS_POSTGRES:
-        query = SearchQuery(text, config="english", search_type="websearch")
-        subjects = Case.objects.alias(search=SearchVector("subject", config="english")).filter(search=query)
-        messages = Message.objects.alias(search=SearchVector("text", config="english")).filter(search=query)
+        query = fulltext.websearch(text)
+        subjects = Case.objects.alias(search=fulltext.vector("subject")).filter(search=query)
+        messages = Message.objects.alias(search=fulltext.vector("text")).filter(search=query)
     else:
         subjects = Case.objects.filter(subject__icontains=text)
         messages = Message.objects.filter(text__icontains=text)
@@ -631,8 +630,9 @@ def search_q(q: str) -> Q:
 
     Every branch is an index read: the reference's unique index, the identity indexes
     (lower(handle), kind + platform_id), lower(customer name), and on PostgreSQL the GIN
-    full-text indexes ``case_subject_search_idx`` / ``message_text_search_idx`` (English
-    stemming, web-search syntax: quotes, ``or``, ``-word``). SQLite falls back to LIKE.
+    full-text indexes ``case_subject_search_idx`` / ``message_text_search_idx`` (the words as
+    typed, see :mod:`cases.fulltext`; web-search syntax: quotes, ``or``, ``-word``). SQLite
+    falls back to LIKE.
     As a filter it suits searches that match many cases: the queue reads in its order
     and stops at a page. See :func:`search_candidates` for the others.
     """

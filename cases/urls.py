@@ -1,11 +1,12 @@
 from django.urls import path
 
-from . import views
+from . import search_views, views
 
 app_name = "desk"
 
 urlpatterns = [
     path("", views.queue, name="queue"),
+    path("search/", search_views.search, name="search"),
     path("board/", views.board, name="board"),
     path("board/reassign/", views.board_reassign, name="board_reassign"),
     path("customers/<int:pk>/", views.customer_detail, name="customer"),
