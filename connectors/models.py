@@ -20,6 +20,15 @@ class Channel(models.Model):
     environment variable that holds it.
     """
 
+    class EmailProvider(models.TextChoices):
+        """Who posts an e-mail channel's inbound webhook, and so how it is checked and read."""
+
+        RAW = "raw", "Raw MIME (message/rfc822 posts, IMAP)"
+        MAILGUN = "mailgun", "Mailgun"
+        SENDGRID = "sendgrid", "SendGrid"
+        POSTMARK = "postmark", "Postmark"
+        AMAZON_SES = "amazon_ses", "Amazon SES"
+
     class Kind(models.TextChoices):
         X = "x", "X"
         FACEBOOK = "facebook", "Facebook"
@@ -42,6 +51,15 @@ class Channel(models.Model):
     # Base URL of the platform API; blank for the platform's real one (tests point it
     # at a fake server on 127.0.0.1).
     api_base_url = models.URLField(blank=True)
+    # E-mail channels: the ESP whose inbound webhook posts to /webhooks/<slug>/ (its
+    # django-anymail view checks and reads the request), or raw MIME. Mail the IMAP
+    # poller fetches is raw MIME whatever this says. Other kinds keep "raw".
+    email_provider = models.CharField(
+        max_length=16,
+        choices=EmailProvider.choices,
+        default=EmailProvider.RAW,
+        help_text="E-mail channels: the ESP that posts inbound mail to this channel's webhook.",
+    )
     is_active = models.BooleanField(default=True)
     # How long after a case was resolved or closed a customer writing on this channel
     # reopens it instead of starting a new case; blank for CASE_REOPEN_WINDOW_DAYS.
@@ -63,6 +81,13 @@ class Channel(models.Model):
             models.CheckConstraint(
                 condition=models.Q(kind__in=["x", "facebook", "instagram", "whatsapp", "email", "phone"]),
                 name="channel_kind_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    email_provider__in=["raw", "mailgun", "sendgrid", "postmark", "amazon_ses"]
+                )
+                & (models.Q(kind="email") | models.Q(email_provider="raw")),
+                name="channel_email_provider_valid",
             ),
         ]
         indexes = [models.Index(fields=["kind", "account_id"], name="channel_kind_account_idx")]

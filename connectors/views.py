@@ -124,9 +124,18 @@ def _receive(request: HttpRequest, channel: Channel, connector) -> HttpResponse:
         connector.verify(request, channel)
         _refuse_replay(connector, body)
     except SignatureError as exc:
-        logger.warning(
-            "webhook %s: signature refused (%s) from %s", channel.slug, exc, request.META.get("REMOTE_ADDR")
+        # A refusal may carry the answer its platform expects instead of 403 (Amazon SNS
+        # sends basic auth only after a 401 challenge): that is a handshake, not a forgery.
+        answer = getattr(exc, "response", None)
+        logger.log(
+            logging.INFO if answer is not None else logging.WARNING,
+            "webhook %s: signature refused (%s) from %s",
+            channel.slug,
+            exc,
+            request.META.get("REMOTE_ADDR"),
         )
+        if answer is not None:
+            return answer
         return HttpResponse("Invalid signature.", status=403, content_type="text/plain")
     event, created = inbox.inbound_event_store(
         channel=channel,

@@ -10,8 +10,11 @@ import hmac
 import json
 import secrets
 import socket
+import threading
 import time
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from cases import services
 from cases.models import Case, Message
 from connectors import email, imap, inbox, mime
 from connectors.base import ParseError, SendError, SignatureError
+from connectors.email import sns
 from connectors.models import InboundEvent
 from customers.models import Identity
 from tests.corpus import CORPUS as SHARED_CORPUS
@@ -46,31 +50,187 @@ BASIC_AUTH = "anymail:basic-secret-not-real"
 # our encoded body as it is instead of encoding it again.
 FORM = f"multipart/form-data; boundary={BOUNDARY}"
 SIGNING_KEY = "mailgun-signing-key-not-real"
+ESPS = ("mailgun", "sendgrid", "postmark", "amazon_ses")
+# Where the SNS messages say their signing certificate is (served by a fake on 127.0.0.1).
+CERT_URL = (
+    "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem"
+)
 
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
+def fixture_fields(name: str) -> dict:
+    """An ESP's documented fields from a fixture, without its ``_doc`` note."""
+    fields = json.loads(fixture(name))
+    fields.pop("_doc", None)
+    return fields
+
+
 def basic(credentials: str = BASIC_AUTH) -> str:
     return "Basic " + base64.b64encode(credentials.encode()).decode()
 
 
-def mailgun_form(raw: bytes, *, key: str = SIGNING_KEY, signature: str | None = None) -> bytes:
-    """A Mailgun "forward to a mime URL" body: fields signed with HMAC-SHA256(key, timestamp + token)."""
-    timestamp, token = str(int(time.time())), secrets.token_hex(25)
+def mailgun_signed(
+    fields: dict, *, key: str = SIGNING_KEY, signature: str | None = None, age: float = 0
+) -> bytes:
+    """Mailgun form ``fields`` signed with HMAC-SHA256(key, timestamp + token), ``age`` seconds ago."""
+    timestamp, token = str(int(time.time() - age)), secrets.token_hex(25)
     expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
-    return encode_multipart(
-        BOUNDARY,
-        {
-            "recipient": ADDRESS,
-            "sender": "bounce@example.com",
-            "timestamp": timestamp,
-            "token": token,
-            "signature": signature if signature is not None else expected,
-            "body-mime": raw.decode("utf-8"),  # Mailgun posts the message as a text field
-        },
+    signed = {
+        "timestamp": timestamp,
+        "token": token,
+        "signature": expected if signature is None else signature,
+    }
+    return encode_multipart(BOUNDARY, {**fields, **signed})
+
+
+def mailgun_form(raw: bytes, **signing) -> bytes:
+    """A Mailgun "forward to a mime URL" body: the message as the body-mime text field."""
+    return mailgun_signed(
+        {**fixture_fields("mailgun_forward_mime.json"), "body-mime": raw.decode("utf-8")}, **signing
     )
+
+
+def sendgrid_form(raw: bytes) -> bytes:
+    """SendGrid Inbound Parse with "POST the raw, full MIME message": the message as the email field."""
+    return encode_multipart(
+        BOUNDARY, {**fixture_fields("sendgrid_parse_raw.json"), "email": raw.decode("utf-8")}
+    )
+
+
+def postmark_json(raw: bytes | None) -> bytes:
+    """Postmark's inbound JSON, with the raw message (``RawEmail``) or only its parsed fields."""
+    body = fixture_fields("postmark_inbound.json")
+    if raw is not None:
+        body["RawEmail"] = raw.decode("utf-8")
+    return json.dumps(body).encode()
+
+
+class SNSSigner:
+    """Amazon SNS's side: an RSA key and its self-signed certificate, signing messages.
+
+    The string signed is written here from Amazon's documentation (not by the code under
+    test): ``name\\nvalue\\n`` for each signed field present, in this order.
+    """
+
+    FIELDS = {
+        "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+        "SubscriptionConfirmation": (
+            "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
+        ),
+    }  # fmt: skip
+
+    def __init__(self):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .sign(self.key, hashes.SHA256())
+        )
+        self.pem = certificate.public_bytes(serialization.Encoding.PEM)
+
+    def sign(self, message: dict, *, version: str = "1", cert_url: str = CERT_URL) -> dict:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        message = {**message, "SignatureVersion": version, "SigningCertURL": cert_url}
+        text = "".join(
+            f"{name}\n{message[name]}\n" for name in self.FIELDS[message["Type"]] if name in message
+        )
+        digest = hashes.SHA1() if version == "1" else hashes.SHA256()
+        signature = self.key.sign(text.encode(), padding.PKCS1v15(), digest)
+        return {**message, "Signature": base64.b64encode(signature).decode()}
+
+
+@pytest.fixture(scope="session")
+def sns_signer():
+    return SNSSigner()
+
+
+@pytest.fixture
+def sns_certificates(settings, sns_signer):
+    """A plain-HTTP server on 127.0.0.1 serving the signer's certificate for every .pem path;
+    certificate fetches go to it (``SNS_CERTIFICATE_BASE_URL``). ``paths`` lists what was asked."""
+
+    class Handler(BaseHTTPRequestHandler):
+        paths: list[str] = []
+
+        def do_GET(self):
+            Handler.paths.append(self.path)
+            ok = self.path.endswith(".pem")
+            body = sns_signer.pem if ok else b"not found"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    Handler.paths = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.SNS_CERTIFICATE_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}"
+    sns.forget_certificates()
+    try:
+        yield Handler.paths
+    finally:
+        sns.forget_certificates()
+        server.shutdown()
+        server.server_close()
+
+
+def ses_notification(raw: bytes | None, signer: SNSSigner, **signing) -> dict:
+    """The SNS notification of an SES receipt rule's SNS action carrying ``raw`` (base64)."""
+    ses = fixture_fields("ses_received_notification.json")
+    if raw is None:
+        del ses["content"]
+    else:
+        ses["content"] = base64.b64encode(raw).decode()
+    message = {**fixture_fields("sns_notification.json"), "Message": json.dumps(ses)}
+    return signer.sign(message, **signing)
+
+
+def sns_post(message: dict, *, auth: str | None = BASIC_AUTH) -> dict:
+    """What SNS sends: the message as text/plain JSON, its type and id in headers."""
+    headers = {
+        "HTTP_X_AMZ_SNS_MESSAGE_TYPE": str(message.get("Type")),
+        "HTTP_X_AMZ_SNS_MESSAGE_ID": str(message.get("MessageId")),
+    }
+    if auth is not None:
+        headers["HTTP_AUTHORIZATION"] = basic(auth)
+    return {"data": json.dumps(message).encode(), "content_type": "text/plain; charset=UTF-8", **headers}
+
+
+def esp_post(
+    provider: str, raw: bytes, signer: SNSSigner | None = None, *, auth: str | None = BASIC_AUTH
+) -> dict:
+    """Keyword arguments for the test client: ``raw`` posted the way ``provider`` posts it."""
+    if provider == "amazon_ses":
+        return sns_post(ses_notification(raw, signer), auth=auth)
+    headers = {"HTTP_AUTHORIZATION": basic(auth)} if auth is not None else {}
+    if provider == "mailgun":
+        return {"data": mailgun_form(raw), "content_type": FORM, **headers}
+    if provider == "sendgrid":
+        return {"data": sendgrid_form(raw), "content_type": FORM, **headers}
+    if provider == "postmark":
+        return {"data": postmark_json(raw), "content_type": "application/json", **headers}
+    return {"data": raw, "content_type": "message/rfc822", **headers}
 
 
 def stored(body: bytes, content_type: str, headers: dict | None = None) -> InboundEvent:
@@ -88,111 +248,146 @@ def mail_secrets(monkeypatch):
     monkeypatch.setenv(SECRET_ENV["webhook_signing_key"], SIGNING_KEY)
 
 
-@pytest.fixture
-def mail_channel(department, mail_secrets):
+def make_channel(department, provider: str = "mailgun", slug: str = "support-mail"):
     channel = ChannelFactory(
         kind="email",
         name="Caseline Support",
-        slug="support-mail",
+        slug=slug,
         department=department,
         account_id=ADDRESS,
         secret_env=dict(SECRET_ENV),
+        email_provider=provider,
     )
     ServicePromiseFactory(channel=channel)
     return channel
 
 
-# --- what the ESPs post -----------------------------------------------------------------
+@pytest.fixture
+def mail_channel(department, mail_secrets):
+    """The support mailbox, fed by Mailgun (and, in the IMAP tests, by its mailbox too)."""
+    return make_channel(department)
 
 
-def test_mailgun_raw_mime_form_field():
+# --- what the ESPs post, read from the stored body ---------------------------------------
+
+
+def test_mailgun_raw_mime_form_field(mail_secrets):
     raw = fixture("gmail_reply.eml")
 
-    assert email.raw_mime(mailgun_form(raw), FORM) == raw
+    result = email.parse(
+        stored(mailgun_form(raw), FORM, {"content-type": FORM}), build_channel(email_provider="mailgun")
+    )
+
+    assert result.messages == email.parse_raw(raw, build_channel()).messages
 
 
-def test_form_body_whose_stored_content_type_lost_its_boundary():
+def test_form_body_whose_stored_content_type_lost_its_boundary(mail_secrets):
     raw = fixture("outlook_reply.eml")
-    # The inbox stores request.content_type without parameters; the body says its boundary.
-    result = email.parse(stored(mailgun_form(raw), "multipart/form-data"), build_channel())
+    # An event stored without its headers: the content type has no boundary; the body says it.
+    result = email.parse(
+        stored(mailgun_form(raw), "multipart/form-data"), build_channel(email_provider="mailgun")
+    )
 
     assert result.messages[0].external_id == "DB8PR01MB0001.outlook-0011@contoso.example"
 
 
-def test_sendgrid_send_raw_form_field():
+def test_mailgun_parsed_fields_become_the_message(mail_secrets):
+    body = mailgun_signed(fixture_fields("mailgun_forward_parsed.json"))
+
+    [message] = email.parse(
+        stored(body, FORM, {"content-type": FORM}), build_channel(email_provider="mailgun")
+    ).messages
+
+    assert message.external_id == "kim-parsed-0001@example.com"
+    assert message.author_id == "kim.customer@example.com"
+    assert message.reply_to_external_id == "our-reply-77@caseline.example"
+    assert message.thread_keys == ("our-reply-77@caseline.example", "kim-first-0000@example.com")
+    assert message.text == "Thursday works for me."
+
+
+def test_sendgrid_send_raw_form_field(mail_secrets):
     raw = fixture("latin1_qp.eml")
-    body = encode_multipart(
-        BOUNDARY,
-        {
-            "email": raw.decode("ascii"),
-            "to": ADDRESS,
-            "from": "renee@example.fr",
-            "envelope": '{"to":["x"],"from":"y"}',
-        },
+
+    result = email.parse(
+        stored(sendgrid_form(raw), FORM, {"content-type": FORM}), build_channel(email_provider="sendgrid")
     )
 
-    assert email.raw_mime(body, FORM) == raw
+    assert result.messages == email.parse_raw(raw, build_channel()).messages
 
 
-def test_urlencoded_form():
-    raw = fixture("latin1_qp.eml")
-    from urllib.parse import urlencode
-
-    body = urlencode({"body-mime": raw, "token": "t"}).encode()
-
-    assert email.raw_mime(body, "application/x-www-form-urlencoded") == raw
-
-
-def test_postmark_raw_email_json():
+def test_postmark_raw_email_json(mail_secrets):
     raw = fixture("utf8_encoded_words.eml")
-    body = json.dumps(
-        {"FromFull": {"Email": "francois@example.ch"}, "MessageID": "x", "RawEmail": raw.decode("utf-8")}
-    ).encode()
 
-    [message] = email.parse(stored(body, "application/json"), build_channel()).messages
+    [message] = email.parse(
+        stored(postmark_json(raw), "application/json"), build_channel(email_provider="postmark")
+    ).messages
     assert message.subject == "Réclamation : 日本語の件 ✓"
 
 
-def test_amazon_ses_notification_through_sns():
+def test_postmark_json_without_raw_email_is_put_together_by_anymail(mail_secrets):
+    [message] = email.parse(
+        stored(postmark_json(None), "application/json"), build_channel(email_provider="postmark")
+    ).messages
+
+    assert message.external_id == "kim-postmark-0001@example.com"
+    assert (message.author_id, message.author_name) == ("kim.customer@example.com", "Kim Customer")
+    assert message.subject == "Re: Delivery date"
+    assert message.reply_to_external_id == "our-reply-77@caseline.example"
+    assert message.text == "Thursday works for me."
+    assert [(a.filename, a.content) for a in message.attachments] == [
+        ("delivery note.txt", b"Thursday, 10:00-12:00\n")
+    ]
+
+
+def test_amazon_ses_notification_through_sns(mail_secrets, sns_signer):
     raw = fixture("windows1252_base64.eml")
-    notification = {
-        "notificationType": "Received",
-        "mail": {"source": "zoe@example.se", "messageId": "o3vrnil0e2ic28trm7dfhrc2v0clambda"},
-        "receipt": {"recipients": [ADDRESS], "action": {"type": "SNS", "encoding": "BASE64"}},
-        "content": base64.b64encode(raw).decode(),
-    }
-    body = json.dumps(
-        {"Type": "Notification", "MessageId": "sns-1", "Message": json.dumps(notification)}
-    ).encode()
+    body = json.dumps(ses_notification(raw, sns_signer)).encode()
 
-    [message] = email.parse(stored(body, "text/plain; charset=UTF-8"), build_channel()).messages
-    assert message.author_id == "zoe@example.se"
+    result = email.parse(
+        stored(body, "text/plain; charset=UTF-8"), build_channel(email_provider="amazon_ses")
+    )
+
+    assert result.messages == email.parse_raw(raw, build_channel()).messages
 
 
-def test_sns_subscription_handshake_is_ignored_with_its_url():
-    body = json.dumps(
-        {"Type": "SubscriptionConfirmation", "SubscribeURL": "https://sns.example/confirm?token=1"}
-    ).encode()
+def test_sns_subscription_handshake_is_ignored_with_its_url(mail_secrets, sns_signer):
+    message = sns_signer.sign(fixture_fields("sns_subscription_confirmation.json"))
 
-    result = email.parse(stored(body, "application/json"), build_channel())
+    result = email.parse(
+        stored(json.dumps(message).encode(), "text/plain"), build_channel(email_provider="amazon_ses")
+    )
     assert result.messages == []
-    assert "https://sns.example/confirm?token=1" in result.ignored_reason
+    assert message["SubscribeURL"] in result.ignored_reason
+
+
+def test_a_message_rfc822_body_is_the_mail_whatever_the_esp(mail_secrets):
+    # What the IMAP poller stores, on a channel whose webhook is Mailgun's.
+    raw = fixture("gmail_reply.eml")
+
+    result = email.parse(stored(raw, "message/rfc822"), build_channel(email_provider="mailgun"))
+
+    assert result.messages == email.parse_raw(raw, build_channel()).messages
 
 
 @pytest.mark.parametrize(
-    ("body", "content_type", "field"),
+    ("provider", "body", "content_type", "field"),
     [
-        (encode_multipart(BOUNDARY, {"body-plain": "hi", "from": "a@b"}), FORM, "body-mime"),
-        (json.dumps({"MessageID": "1", "TextBody": "hi"}).encode(), "application/json", "RawEmail"),
-        (b"{not json", "application/json", "JSON"),
-        (b"   ", "message/rfc822", "empty"),
-        (b"Subject: no sender\r\n\r\nhello\r\n", "message/rfc822", "From"),
-        (b"From: not-an-address <nobody>\r\n\r\nhello\r\n", "message/rfc822", "From"),
+        ("mailgun", mailgun_signed({"body-plain": "hi", "from": "a@b"}), FORM, "message-headers"),
+        ("mailgun", mailgun_signed({"event": "delivered"}), FORM, "tracking"),
+        ("sendgrid", encode_multipart(BOUNDARY, {"text": "hi"}), FORM, "missing both 'headers' and 'email'"),
+        ("postmark", json.dumps({"MessageID": "1", "TextBody": "hi"}).encode(), "application/json", "From"),
+        ("postmark", b"{not json", "application/json", "JSON"),
+        ("amazon_ses", b"[]", "text/plain", "SNS"),
+        ("raw", b"   ", "message/rfc822", "empty"),
+        ("raw", b"Subject: no sender\r\n\r\nhello\r\n", "message/rfc822", "From"),
+        ("raw", b"From: not-an-address <nobody>\r\n\r\nhello\r\n", "message/rfc822", "From"),
     ],
 )
-def test_unreadable_bodies_fail_naming_the_field(body, content_type, field):
+def test_unreadable_bodies_fail_naming_the_field(mail_secrets, provider, body, content_type, field):
     with pytest.raises(ParseError, match=field):
-        email.parse(stored(body, content_type), build_channel())
+        email.parse(
+            stored(body, content_type, {"content-type": content_type}), build_channel(email_provider=provider)
+        )
 
 
 # --- checks -------------------------------------------------------------------------------
@@ -205,54 +400,127 @@ def signed_request(raw: bytes, *, auth: str | None = BASIC_AUTH, **form):
     )
 
 
-def test_verify_accepts_basic_auth_and_mailgun_signature(mail_secrets):
-    email.verify(signed_request(fixture("latin1_qp.eml")), build_channel())
+@pytest.mark.django_db
+def test_verify_accepts_basic_auth_and_mailgun_signature(
+    client, mail_channel, django_capture_on_commit_callbacks
+):
+    raw = fixture("latin1_qp.eml")
+    body = mailgun_form(raw)
+    request = RequestFactory().post("/", data=body, content_type=FORM, HTTP_AUTHORIZATION=basic())
+
+    assert email.verify(request, mail_channel) is None
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/webhooks/{mail_channel.slug}/", data=body, content_type=FORM, HTTP_AUTHORIZATION=basic()
+        )
+
+    # The request is stored as it came, known by its Message-ID, and read into the mail.
+    assert response.status_code == 200
+    event = InboundEvent.objects.get(channel=mail_channel)
+    assert bytes(event.body) == body
+    assert event.headers["content-type"] == FORM
+    assert "authorization" not in event.headers
+    assert event.delivery_id == "latin1-qp-0001@mail.example.fr"
+    assert event.status == InboundEvent.Status.PROCESSED, event.error
+    message = Message.objects.get(channel=mail_channel)
+    assert message.external_id == "latin1-qp-0001@mail.example.fr"
+    assert message.identity.platform_id == "renee.lefevre@example.fr"
+    # The same signed fields with one character of the signature changed are refused.
+    forged = body.replace(b'name="signature"\r\n\r\n', b'name="signature"\r\n\r\n0', 1)
+    with pytest.raises(SignatureError, match="incorrect signature"):
+        email.verify(
+            RequestFactory().post("/", data=forged, content_type=FORM, HTTP_AUTHORIZATION=basic()),
+            mail_channel,
+        )
 
 
 @pytest.mark.parametrize(
     ("auth", "form", "reason"),
     [
-        (None, {}, "missing"),
-        ("anymail:wrong", {}, "wrong basic auth"),
-        (BASIC_AUTH, {"key": "another-key"}, "signature does not match"),
-        (BASIC_AUTH, {"signature": ""}, "required"),
+        (None, {}, "basic auth"),
+        ("anymail:wrong", {}, "basic auth"),
+        (BASIC_AUTH, {"key": "another-key"}, "incorrect signature"),
+        (BASIC_AUTH, {"signature": ""}, "incorrect signature"),
+        (BASIC_AUTH, {"age": 10 * 60}, "replay"),
+        (BASIC_AUTH, {"age": -10 * 60}, "replay"),
     ],
 )
 def test_verify_refuses(mail_secrets, auth, form, reason):
     with pytest.raises(SignatureError, match=reason):
-        email.verify(signed_request(fixture("latin1_qp.eml"), auth=auth, **form), build_channel())
+        email.verify(
+            signed_request(fixture("latin1_qp.eml"), auth=auth, **form),
+            build_channel(email_provider="mailgun"),
+        )
 
 
-def test_verify_with_basic_auth_only(mail_secrets):
-    channel = build_channel(secret_env={"webhook_secret": SECRET_ENV["webhook_secret"]})
-    body = json.dumps({"RawEmail": fixture("latin1_qp.eml").decode()}).encode()
+def test_mailgun_without_basic_auth_checks_the_signature_alone(mail_secrets):
+    channel = build_channel(
+        email_provider="mailgun", secret_env={"webhook_signing_key": SECRET_ENV["webhook_signing_key"]}
+    )
+
+    email.verify(signed_request(fixture("latin1_qp.eml"), auth=None), channel)
+    with pytest.raises(SignatureError, match="incorrect signature"):
+        email.verify(signed_request(fixture("latin1_qp.eml"), auth=None, key="guess"), channel)
+
+
+def test_a_fresh_mailgun_signature_inside_the_window_is_accepted(mail_secrets):
+    email.verify(signed_request(fixture("latin1_qp.eml"), age=60), build_channel(email_provider="mailgun"))
+
+
+@pytest.mark.parametrize("provider", ["raw", "sendgrid", "postmark"])
+def test_verify_with_basic_auth_only(mail_secrets, provider):
+    channel = build_channel(
+        email_provider=provider, secret_env={"webhook_secret": SECRET_ENV["webhook_secret"]}
+    )
+    post = esp_post(provider, fixture("latin1_qp.eml"))
+    post.pop("HTTP_AUTHORIZATION")
 
     def request(auth):
         return RequestFactory().post(
-            "/webhooks/x/", data=body, content_type="application/json", HTTP_AUTHORIZATION=basic(auth)
+            "/webhooks/x/", **post, **({"HTTP_AUTHORIZATION": basic(auth)} if auth else {})
         )
 
     email.verify(request(BASIC_AUTH), channel)
-    with pytest.raises(SignatureError):
+    with pytest.raises(SignatureError, match="basic auth"):
         email.verify(request("anymail:nope"), channel)
+    with pytest.raises(SignatureError, match="basic auth"):
+        email.verify(request(None), channel)
 
 
-def test_a_channel_without_any_secret_refuses_everything():
+@pytest.mark.parametrize("provider", ["raw", "sendgrid", "postmark", "amazon_ses"])
+def test_a_channel_without_a_webhook_secret_refuses_everything(provider):
     with pytest.raises(ImproperlyConfigured):
-        email.verify(signed_request(fixture("latin1_qp.eml")), build_channel(secret_env={}))
+        email.verify(
+            signed_request(fixture("latin1_qp.eml")), build_channel(email_provider=provider, secret_env={})
+        )
 
 
-def test_delivery_id_is_the_message_id_whatever_the_wrapping(mail_secrets):
+def test_a_mailgun_channel_without_its_signing_key_refuses_everything(mail_secrets):
+    channel = build_channel(
+        email_provider="mailgun", secret_env={"webhook_secret": SECRET_ENV["webhook_secret"]}
+    )
+
+    with pytest.raises(ImproperlyConfigured, match="webhook_signing_key"):
+        email.verify(signed_request(fixture("latin1_qp.eml")), channel)
+
+
+def test_delivery_id_is_the_message_id_whatever_the_wrapping(mail_secrets, sns_signer):
     raw = fixture("gmail_reply.eml")
-    as_json = RequestFactory().post(
-        "/", data=json.dumps({"RawEmail": raw.decode()}), content_type="application/json"
-    )
+    expected = "CAF=gmail-reply-0013@mail.gmail.example"
 
-    assert (
-        email.delivery_id(signed_request(raw), build_channel()) == "CAF=gmail-reply-0013@mail.gmail.example"
+    for provider in ESPS:
+        request = RequestFactory().post("/", **esp_post(provider, raw, sns_signer))
+        assert email.delivery_id(request, build_channel(email_provider=provider)) == expected, provider
+    assert email.mime_delivery_id(raw) == expected
+
+
+def test_delivery_id_of_a_body_without_a_mail_is_its_digest(mail_secrets):
+    body = mailgun_signed({"body-plain": "no message-headers"})
+    request = RequestFactory().post("/", data=body, content_type=FORM)
+
+    assert email.delivery_id(request, build_channel(email_provider="mailgun")) == (
+        "sha256:" + hashlib.sha256(body).hexdigest()
     )
-    assert email.delivery_id(as_json, build_channel()) == "CAF=gmail-reply-0013@mail.gmail.example"
-    assert email.mime_delivery_id(raw) == "CAF=gmail-reply-0013@mail.gmail.example"
 
 
 def test_delivery_id_without_message_id_is_a_digest_of_the_message():
@@ -261,6 +529,18 @@ def test_delivery_id_without_message_id_is_a_digest_of_the_message():
     assert email.mime_delivery_id(raw) == "sha256:" + hashlib.sha256(raw).hexdigest()
     [message] = email.parse(stored(raw, "message/rfc822"), build_channel()).messages
     assert message.external_id == email.mime_delivery_id(raw)
+
+
+def test_an_esp_mail_without_message_id_keeps_one_id_across_retries(mail_secrets):
+    # Each Mailgun attempt is signed anew (another token): the id is the mail's, not the body's.
+    raw = fixture("no_date_no_message_id.eml")
+    channel = build_channel(email_provider="mailgun")
+    first, second = (RequestFactory().post("/", data=mailgun_form(raw), content_type=FORM) for _ in range(2))
+
+    assert first.body != second.body
+    assert email.delivery_id(first, channel) == email.delivery_id(second, channel)
+    [message] = email.parse(stored(first.body, FORM, {"content-type": FORM}), channel).messages
+    assert message.external_id == email.delivery_id(first, channel)
 
 
 # Shapes of a header block: which are read without the parser (a plain one), and which

@@ -1,21 +1,22 @@
-"""E-mail: raw MIME in from an ESP's inbound webhook (or the IMAP poller), replies out by SMTP.
+"""E-mail: mail in from an ESP's inbound webhook, a raw-MIME post or the IMAP poller;
+replies out by SMTP or an ESP.
 
-Inbound, the webhook body carries the whole message as sent, in one of the raw-MIME
-forms django-anymail's inbound webhooks read:
+Each e-mail channel names who posts its webhook (``Channel.email_provider``):
 
-- Mailgun, route ``forward()`` to a URL ending in ``mime``: multipart form, field
-  ``body-mime``; signed with ``timestamp``, ``token`` and ``signature`` (HMAC-SHA256).
-- SendGrid Inbound Parse with "POST the raw, full MIME message": form field ``email``.
-- Postmark inbound with "Include raw email content in JSON payload": JSON ``RawEmail``.
-- Amazon SES receipt rule with an SNS action: the SNS notification whose message
-  carries ``content`` (base64 or UTF-8).
-- Anything else is read as the message itself (``message/rfc822``, an ``.eml`` file,
-  what the IMAP poller stores).
+- An ESP (Mailgun, SendGrid, Postmark, Amazon SES): the request is checked by that
+  ESP's django-anymail inbound view with the channel's secrets, plus what anymail does
+  not check (Mailgun timestamp freshness, Amazon SNS signatures), then stored as it came;
+  the worker reads the stored request with the same view (``esp``). Mailgun forwards to
+  a URL ending in ``mime`` or parsed fields, SendGrid Inbound Parse raw or parsed,
+  Postmark with or without ``RawEmail``, SES through an SNS receipt action: whatever
+  anymail reads.
+- Raw MIME (``raw``): the body is the message itself (``message/rfc822``, an ``.eml``
+  file), behind the channel's basic auth ``webhook_secret``.
 
-Requests are checked against the channel's secrets (roles in ``channel.secret_env``):
-``webhook_secret`` is the HTTP basic auth ``user:password`` the ESP is configured with
-(every ESP above supports it); ``webhook_signing_key`` additionally checks Mailgun's
-HMAC. At least one is required. ``connectors.mime`` reads the message itself.
+Whatever the door, a ``message/rfc822`` body (what the IMAP poller stores, on any
+e-mail channel) is the message itself, and ``connectors.mime`` reads every message.
+The delivery id is the message's Message-ID (else a digest of the message), so the
+same mail by webhook and by IMAP is stored once.
 
 Outbound, ``send`` mails the reply through Django's e-mail backend (SMTP or an
 anymail ESP backend) from the channel's address, threaded under the message it
@@ -27,14 +28,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
-import json
 import logging
 import re
 import smtplib
 from datetime import UTC, datetime
 from email import policy
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesHeaderParser
 from email.utils import formataddr
 
 from django.core.exceptions import ValidationError
@@ -44,8 +43,8 @@ from django.utils.crypto import constant_time_compare
 
 from customers.identifiers import normalize_email
 
-from . import mime
-from .base import (
+from .. import mime
+from ..base import (
     DeliveryUpdate,
     InboundMessage,
     ParseError,
@@ -54,122 +53,19 @@ from .base import (
     SendResult,
     SignatureError,
 )
-from .forms import form_pairs
+from . import esp
+from .esp import NotAMail
 
 logger = logging.getLogger(__name__)
 
-# Form fields that carry the raw message: Mailgun "mime" forward, SendGrid "send raw".
-RAW_MIME_FIELDS = ("body-mime", "email")
+__all__ = ["NotAMail", "challenge", "delivery_id", "parse", "parse_raw", "send", "verify"]
+
 _REPLY_PREFIX = re.compile(
     r"^\s*((re|aw|sv|vs|antw|ref|fwd?|wg|tr|rv)\s*(\[\d+\])?\s*[:：]\s*)+", re.IGNORECASE
 )
 
 
-class NotAMail(Exception):
-    """A delivery that carries no message (an SNS subscription handshake...): ignored."""
-
-
-# --- Request bodies -------------------------------------------------------------------
-
-
-def _boundary(body: bytes, content_type: str) -> bytes | None:
-    match = re.search(r'boundary="?([^";]+)"?', content_type or "", re.IGNORECASE)
-    if match:
-        return match.group(1).strip().encode("latin-1", "replace")
-    # The stored content type may have lost its parameters: the body starts with it.
-    first = body.lstrip(b"\r\n").split(b"\n", 1)[0].strip()
-    return first[2:] if first.startswith(b"--") and len(first) > 2 else None
-
-
-def form_fields(body: bytes, content_type: str) -> dict[str, bytes]:
-    """The fields of a form body (multipart or urlencoded) as bytes; first value wins.
-
-    Multipart is read with the ``email`` parser: a form-data body is MIME, and this
-    keeps a field's bytes exactly as posted whatever their size.
-    """
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    fields: dict[str, bytes] = {}
-    if media_type == "application/x-www-form-urlencoded":
-        for name, value in form_pairs(body):
-            fields.setdefault(name.decode("utf-8", "replace"), value)
-        return fields
-    boundary = _boundary(body, content_type)
-    if not boundary:
-        raise ParseError("Content-Type: a multipart form body without a boundary.")
-    envelope = b'Content-Type: multipart/form-data; boundary="' + boundary + b'"\r\n\r\n'
-    form = BytesParser(policy=policy.compat32).parsebytes(envelope + body)
-    for part in form.get_payload() if form.is_multipart() else []:
-        name = part.get_param("name", header="content-disposition")
-        if not name or part.is_multipart():
-            continue
-        name = name if isinstance(name, str) else str(name[2])
-        fields.setdefault(name, part.get_payload(decode=True) or b"")
-    return fields
-
-
-def raw_mime(body: bytes, content_type: str) -> bytes:
-    """The raw RFC 5322 message inside a stored webhook body; ``ParseError`` when absent."""
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        fields = form_fields(body, content_type)
-        for name in RAW_MIME_FIELDS:
-            if fields.get(name, b"").strip():
-                return fields[name]
-        raise ParseError(
-            "The form has no raw message: expected a body-mime field (Mailgun forward to a "
-            "'mime' URL) or an email field (SendGrid Inbound Parse with 'send raw')."
-        )
-    # Amazon SNS posts its JSON as text/plain.
-    if media_type == "application/json" or (media_type in ("", "text/plain") and body.lstrip()[:1] == b"{"):
-        return _raw_mime_from_json(body)
-    if not body.strip():
-        raise ParseError("The e-mail is empty.")
-    return body
-
-
-def _raw_mime_from_json(body: bytes) -> bytes:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParseError(f"The JSON body is not valid JSON ({exc}).") from exc
-    if not isinstance(data, dict):
-        raise ParseError("The JSON body is not an object.")
-    if isinstance(data.get("RawEmail"), str) and data["RawEmail"].strip():  # Postmark
-        return data["RawEmail"].encode("utf-8", "surrogateescape")
-    if data.get("Type") == "SubscriptionConfirmation":  # Amazon SNS handshake
-        raise NotAMail(f"Amazon SNS subscription confirmation: confirm it at {data.get('SubscribeURL', '')}")
-    if data.get("Type") == "Notification" and isinstance(data.get("Message"), str):  # Amazon SES via SNS
-        try:
-            notification = json.loads(data["Message"])
-        except ValueError as exc:
-            raise ParseError(f"Message: the SNS notification's message is not JSON ({exc}).") from exc
-        kind = notification.get("notificationType") or notification.get("eventType")
-        if kind != "Received":
-            raise NotAMail(f"Amazon SES {kind or 'unknown'} notification, not an inbound mail.")
-        content = notification.get("content")
-        if not isinstance(content, str) or not content:
-            raise ParseError(
-                "content: the SES notification carries no message (use an SNS receipt action, "
-                "not S3, for this channel)."
-            )
-        encoding = (notification.get("receipt", {}).get("action", {}).get("encoding") or "").upper()
-        if encoding == "BASE64":
-            try:
-                return base64.b64decode(content)
-            except (binascii.Error, ValueError) as exc:
-                raise ParseError(f"content: not valid base64 ({exc}).") from exc
-        return content.encode("utf-8", "surrogateescape")
-    if "MessageID" in data or "FromFull" in data:
-        raise ParseError(
-            "RawEmail: the Postmark inbound JSON carries no raw message; turn on "
-            "'Include raw email content in JSON payload' for the inbound stream."
-        )
-    raise ParseError("The JSON body holds no e-mail (expected Postmark RawEmail or an SES notification).")
-
-
-def _content_type_of(event) -> str:
-    headers = event.headers or {}
-    return headers.get("content-type") or headers.get("Content-Type") or event.content_type or ""
+# --- Delivery ids -----------------------------------------------------------------------
 
 
 def mime_delivery_id(raw: bytes) -> str:
@@ -189,6 +85,11 @@ def parsed_message_id(raw: bytes) -> str:
         return ""
 
 
+def _stored_content_type(event) -> str:
+    headers = event.headers or {}
+    return headers.get("content-type") or headers.get("Content-Type") or event.content_type or ""
+
+
 # --- The connector contract -----------------------------------------------------------
 
 
@@ -202,39 +103,22 @@ def _basic_auth(request: HttpRequest) -> str | None:
     return None
 
 
-def mailgun_signature(signing_key: str, timestamp: str, token: str) -> str:
-    return hmac.new(signing_key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
-
-
 def verify(request: HttpRequest, channel) -> None:
-    """The ESP's basic-auth secret and/or Mailgun's HMAC; ``SignatureError`` when wrong."""
-    roles = channel.secret_env or {}
-    checked = False
-    if "webhook_secret" in roles:
-        expected = channel.secret("webhook_secret")
-        given = _basic_auth(request)
-        if given is None:
-            raise SignatureError("Authorization: basic auth credentials are missing.")
-        if not constant_time_compare(given, expected):
-            raise SignatureError("Authorization: wrong basic auth credentials.")
-        checked = True
-    if "webhook_signing_key" in roles:
-        key = channel.secret("webhook_signing_key")
-        try:
-            fields = form_fields(request.body, request.META.get("CONTENT_TYPE", ""))
-        except ParseError as exc:
-            raise SignatureError(f"signature: the body is not a signed Mailgun form ({exc}).") from exc
-        timestamp, token, signature = (
-            fields.get(name, b"").decode("ascii", "replace") for name in ("timestamp", "token", "signature")
-        )
-        if not (timestamp and token and signature):
-            raise SignatureError("signature: Mailgun's timestamp, token and signature fields are required.")
-        if not constant_time_compare(signature, mailgun_signature(key, timestamp, token)):
-            raise SignatureError("signature: the Mailgun signature does not match.")
-        checked = True
-    if not checked:
-        # No secret configured: refuse rather than accept anyone's mail (raises ImproperlyConfigured).
-        channel.secret("webhook_secret")
+    """The channel's ESP's checks (``esp.verify``), or the raw door's basic auth.
+
+    ``SignatureError`` when refused; ``ImproperlyConfigured`` when the channel lacks a
+    secret its door needs (no secret at all refuses everything rather than accept
+    anyone's mail).
+    """
+    if channel.email_provider in esp.VIEWS:
+        esp.verify(request, channel)
+        return
+    expected = channel.secret("webhook_secret")
+    given = _basic_auth(request)
+    if given is None:
+        raise SignatureError("Authorization: basic auth credentials are missing.")
+    if not constant_time_compare(given, expected):
+        raise SignatureError("Authorization: wrong basic auth credentials.")
 
 
 def challenge(request: HttpRequest, channel) -> None:
@@ -242,21 +126,37 @@ def challenge(request: HttpRequest, channel) -> None:
 
 
 def delivery_id(request: HttpRequest, channel) -> str:
-    """The message's Message-ID, so the same mail by webhook and by IMAP is stored once."""
+    """The message's Message-ID, so the same mail by webhook and by IMAP is stored once.
+
+    An ESP request is read by its anymail view for it; one that carries no readable mail
+    (a handshake, a malformed body) is known by the digest of its body.
+    """
     body = request.body
+    if not esp.uses_esp(channel, request.META.get("CONTENT_TYPE", "")):
+        return mime_delivery_id(body)
     try:
-        return mime_delivery_id(raw_mime(body, request.META.get("CONTENT_TYPE", "")))
+        mails = esp.request_mails(request, channel)
     except (ParseError, NotAMail):
-        return "sha256:" + hashlib.sha256(body).hexdigest()
+        mails = []
+    return mime_delivery_id(mails[0]) if len(mails) == 1 else esp.body_digest(body)
 
 
 def parse(event, channel) -> ParseResult:
-    """Read the stored delivery: one e-mail message, ignored for auto-replies and bounces."""
+    """Read the stored delivery: its e-mail messages, ignored for auto-replies and bounces."""
+    if not esp.uses_esp(channel, _stored_content_type(event)):
+        return parse_raw(bytes(event.body), channel)
     try:
-        raw = raw_mime(bytes(event.body), _content_type_of(event))
+        mails = esp.stored_mails(event, channel)
     except NotAMail as exc:
         return ParseResult(ignored_reason=str(exc))
-    return parse_raw(raw, channel)
+    results = [parse_raw(raw, channel) for raw in mails]
+    if len(results) == 1:
+        return results[0]
+    return ParseResult(
+        messages=[m for r in results for m in r.messages],
+        updates=[u for r in results for u in r.updates],
+        ignored_reason="; ".join(r.ignored_reason for r in results if r.ignored_reason),
+    )
 
 
 def parse_raw(raw: bytes, channel) -> ParseResult:
