@@ -61,7 +61,8 @@ def prefix_query(text: str) -> SearchQuery | None:
 
 
 def headline(column: str, query: SearchQuery) -> SearchHeadline:
-    """Up to two fragments of ``column`` around what ``query`` matched, matches between the markers."""
+    """Up to 35 words of ``column`` around what ``query`` matched, matches between the markers
+    (a short post whole)."""
     source = Left(
         Replace(Replace(F(column), Value(MARK_START), Value("")), Value(MARK_END), Value("")),
         SNIPPET_SOURCE_CHARS,
@@ -72,10 +73,8 @@ def headline(column: str, query: SearchQuery) -> SearchHeadline:
         config=SEARCH_CONFIG,
         start_sel=MARK_START,
         stop_sel=MARK_END,
-        max_words=30,
-        min_words=12,
-        max_fragments=2,
-        fragment_delimiter=" … ",
+        max_words=35,
+        min_words=15,
     )
 
 
