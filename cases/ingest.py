@@ -40,8 +40,9 @@ are never merged silently:
   includes a new identity replying in a *public* thread: anyone can answer a public
   post, so a stranger chiming in on a customer's thread is not that customer.
 Either decision is written in the reason of the message's CaseEvent. An e-mail address
-or phone number in the message that is another customer's identity is recorded as an
-``IdentitySuggestion`` for the agent (``customers.services``), never merged.
+or phone number in the message that is not the customer's on file (another customer's
+identity, or nobody's) is recorded as an ``IdentitySuggestion`` for the agent
+(``customers.services``), never linked or merged by itself.
 
 Out of order: a reply can arrive before the message it answers (platforms and mail
 servers deliver late and out of order). We neither hold the reply back nor guess: it is
@@ -840,13 +841,14 @@ def _store(
     )
     ctx.save_events(events + triage_events)
     _attachments_save(message, inbound)
-    # An address or number that is another customer's identity: a suggestion, never a merge.
+    # An address or number not the customer's on file: a suggestion, never a link or a merge.
     identity_suggestions_record(
         customer=identity.customer,
         text=f"{inbound.subject}\n{inbound.text}",
         source_message_id=message.pk,
         author=identity,
         before_lookup=ctx.flush_rows,
+        returning=False,
     )
     case_groups = triage.triage_groups(case)
     publish_on_commit(

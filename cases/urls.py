@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import search_views, views
+from . import customer_panel_views, search_views, views
 
 app_name = "desk"
 
@@ -38,4 +38,14 @@ urlpatterns = [
     path("cases/<str:reference>/respond/", views.case_respond, name="case_respond"),
     path("cases/<str:reference>/move-to-private/", views.case_move_private, name="case_move_private"),
     path("cases/<str:reference>/reply-lock/take/", views.case_take_over, name="case_take_over"),
+    path(
+        "cases/<str:reference>/suggestions/<int:suggestion_id>/accept/",
+        customer_panel_views.case_suggestion_accept,
+        name="case_suggestion_accept",
+    ),
+    path(
+        "cases/<str:reference>/suggestions/<int:suggestion_id>/dismiss/",
+        customer_panel_views.case_suggestion_dismiss,
+        name="case_suggestion_dismiss",
+    ),
 ]

@@ -23,7 +23,8 @@ from customers import services as customer_services
 from customers.errors import CustomerRefused
 from customers.models import Customer, Identity
 
-from . import canned, drafts, escalation, forms, permissions, selectors, services, triage
+from . import canned, customer_panel, drafts, escalation, forms, permissions, selectors, services, triage
+from . import suggestion_services as suggestions
 from .errors import ServiceError, StaleDraft
 from .models import Case
 from .templatetags.desk import quick_widget_renderer
@@ -177,8 +178,7 @@ def _case_context(request: HttpRequest, page: selectors.CasePage, **composer) ->
     return {
         "case": case,
         "timeline": timeline,
-        "identities": identities,
-        "other_cases": page.other_cases,
+        **customer_panel.panel_context(user=request.user, page=page, identities=identities),
         "presence": drafts.presence_read(case_id=case.pk),
         "rendered_at": _now_iso(),
         **selectors.case_actions_context(user=request.user, case=case, timeline=timeline),
@@ -597,7 +597,7 @@ def _suggestion_or_404(customer: Customer, suggestion_id: int):
 def customer_suggestion_accept(request: HttpRequest, pk: int, suggestion_id: int) -> HttpResponse:
     def accept(customer: Customer, _data: dict) -> str:
         suggestion = _suggestion_or_404(customer, suggestion_id)
-        identity = customer_services.identity_suggestion_accept(suggestion=suggestion, actor=request.user)
+        identity = suggestions.suggestion_accept(suggestion=suggestion, actor=request.user)
         return f"{identity} is now linked to {customer} (suggested, confirmed by you)."
 
     return _customer_act(
@@ -614,7 +614,7 @@ def customer_suggestion_accept(request: HttpRequest, pk: int, suggestion_id: int
 def customer_suggestion_dismiss(request: HttpRequest, pk: int, suggestion_id: int) -> HttpResponse:
     def dismiss(customer: Customer, _data: dict) -> str:
         suggestion = _suggestion_or_404(customer, suggestion_id)
-        customer_services.identity_suggestion_dismiss(suggestion=suggestion, actor=request.user)
+        suggestions.suggestion_dismiss(suggestion=suggestion, actor=request.user)
         return f"Dismissed: {suggestion.value} will not be suggested for {customer} again."
 
     return _customer_act(

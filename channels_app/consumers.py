@@ -567,6 +567,15 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     async def _case(self, event_id: str, kind: str, event: dict, *, seq, replay=False):
         watching = self.watching
+        if kind == "customer.changed":  # identities or suggestions: the customer panel, for this user
+            html = await database_sync_to_async(presence.customer_panel)(
+                user=self.user, reference=watching.reference
+            )
+            if html is not None:
+                await self.send_json(
+                    _stamped({"type": "swap", "target": "customer-panel", "html": html}, seq, replay)
+                )
+            return
         if kind in ("message.added", "message.delivery") and isinstance(event.get("message_id"), int):
             entry = await shared.get(("entry", event_id), lambda: _render_entry(event["message_id"]))
             if entry is not None and entry["case_id"] == watching.case_id:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from django.template.loader import render_to_string
 
 from cases import drafts, forms, permissions, selectors
+from cases.customer_panel import panel_for_push as customer_panel_context
 
 # The render context of pushed partials: no request, so no CSRF token; their forms post with
 # htmx, which sends the page's token as a header (base.html).
@@ -78,6 +79,14 @@ def case_view(*, user, case_id: int) -> dict | None:
         "actions": render_to_string("cases/partials/case_actions.html", context),
         "can_take_over": context["can_take_over"],
     }
+
+
+def customer_panel(*, user, reference: str) -> str | None:
+    """The watched case's customer panel for ``user``, or None when they may no longer see the case."""
+    context = customer_panel_context(user=user, reference=reference)
+    if context is None:
+        return None
+    return render_to_string("cases/partials/customer_panel.html", {**PUSH_CONTEXT, **context, "user": user})
 
 
 def _items(event: dict, visible: dict) -> list[dict]:

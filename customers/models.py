@@ -150,9 +150,17 @@ class CustomerMerge(models.Model):
 
 
 class IdentitySuggestion(models.Model):
-    """A hint for the agent: a customer wrote an e-mail address or phone number that is
-    another customer's identity. Never acted on by itself; an agent accepts (the identity
-    is linked, source ``suggested``) or dismisses it."""
+    """A hint for the agent: a customer wrote an e-mail address or phone number that is not
+    theirs on file. Never acted on by itself; an agent accepts or dismisses it.
+
+    Two kinds, told apart by ``identity``:
+    - it is another customer's identity (``identity`` set): accepting links that identity to
+      the writer (source ``suggested``); its old customer keeps their cases;
+    - it is nobody's (``identity`` empty, a new contact detail): accepting creates the identity
+      on the writer (source ``suggested``), so what arrives from it later is theirs.
+    ``kind`` and ``platform_id`` always name what was written, so one value is suggested to a
+    customer once, whichever kind it was when written.
+    """
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -161,8 +169,17 @@ class IdentitySuggestion(models.Model):
 
     # Who wrote the address or number.
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identity_suggestions")
-    # The identity it matched, of another customer.
-    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="suggestions")
+    # Kinds a written value can have: an address, a number (whatsapp only as another's identity).
+    KINDS = (Identity.Kind.EMAIL, Identity.Kind.PHONE, Identity.Kind.WHATSAPP)
+
+    # The identity kind of what was written.
+    kind = models.CharField(max_length=16, choices=[(k.value, k.label) for k in KINDS])
+    # Its canonical id (lower-cased address, E.164 number), as an Identity of that kind would hold it.
+    platform_id = models.CharField(max_length=255)
+    # The identity it matched, of another customer; empty when it was nobody's (a new contact detail).
+    identity = models.ForeignKey(
+        Identity, null=True, blank=True, on_delete=models.CASCADE, related_name="suggestions"
+    )
     # The address or number as it was written.
     value = models.CharField(max_length=255)
     # The cases.Message it was found in (an id, not a key: customers know nothing of cases).
@@ -177,11 +194,18 @@ class IdentitySuggestion(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            # One suggestion per pair: a dismissed one does not come back with every message.
-            models.UniqueConstraint(fields=["customer", "identity"], name="identitysuggestion_unique_pair"),
+            # One suggestion per customer and value: a dismissed one does not come back with every
+            # message, nor as the other kind once the value becomes someone's identity.
+            models.UniqueConstraint(
+                fields=["customer", "kind", "platform_id"], name="identitysuggestion_unique_value"
+            ),
             models.CheckConstraint(
                 condition=models.Q(status__in=["open", "accepted", "dismissed"]),
                 name="identitysuggestion_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["email", "phone", "whatsapp"]),  # KINDS
+                name="identitysuggestion_kind_contact",
             ),
         ]
         indexes = [
@@ -194,7 +218,14 @@ class IdentitySuggestion(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.identity_id is None:
+            return f"{self.value}: a new {self.get_kind_display()} for customer #{self.customer_id}?"
         return f"{self.value}: customer #{self.customer_id} may be {self.identity}"
+
+    @property
+    def is_new_contact(self) -> bool:
+        """Whether the value was nobody's identity when it was written."""
+        return self.identity_id is None
 
 
 class ErasureRequest(models.Model):

@@ -4,8 +4,9 @@ Who wrote a message is decided once, by ``identity_resolve``: a platform id seen
 before always maps to the same Identity and so the same Customer. Customers are
 never merged on a guess: ``identity_link`` and a merge are explicit acts (of an agent,
 or of ingest when the platform itself proved the link); an address or number that a
-customer writes and that is someone else's identity becomes an ``IdentitySuggestion``
-for an agent to accept or dismiss.
+customer writes and that is not theirs on file becomes an ``IdentitySuggestion`` for an
+agent to accept or dismiss: someone else's identity (accepting links it), or nobody's
+(accepting creates it on the customer).
 
 Nothing here knows about cases: merging and unmerging customers is
 ``cases.services.customer_merge`` / ``customer_unmerge``, which call
@@ -22,6 +23,7 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.rows import insert_linked, update_row
@@ -330,15 +332,25 @@ def identity_suggestions_record(
     source_message_id: int | None = None,
     author: Identity | None = None,
     before_lookup=None,
+    returning: bool = True,
 ) -> list[IdentitySuggestion]:
-    """Record a suggestion for each e-mail address or phone number in ``text`` that is another
-    customer's identity; returns the open suggestions this text gave (new or already open).
+    """Record a suggestion for each e-mail address or phone number in ``text`` that is not
+    ``customer``'s identity already; returns the open suggestions this text gave (new or
+    already open), or ``[]`` without ``returning``.
 
-    Never links or merges anything. Costs no query when the text holds no address or number
-    other than the ``author`` identity's own, one when none of them is known. A pair already
-    suggested (open, accepted or dismissed) is not suggested again. ``before_lookup``, when
-    given, is called before identities are looked up (the inbox batch writes the rows it
-    holds back then).
+    An address or number that is another customer's identity is suggested as that identity
+    (a phone number matches phone and WhatsApp identities alike); one that is nobody's is
+    suggested as a new contact detail: an address as ``email``, a number once, as ``phone``.
+    Never links, creates or merges anything. A value already suggested to the customer (open,
+    accepted or dismissed, of either kind) is not suggested again.
+
+    Costs no query when the text holds no address or number other than the ``author``
+    identity's own; otherwise one look-up of the identities, and, unless every value is the
+    customer's own, one INSERT (values suggested before are skipped by the unique constraint)
+    and, with ``returning``, one read of the open suggestions (ingest passes
+    ``returning=False``). ``before_lookup``, when given, is called before identities are looked
+    up (the inbox batch writes the rows it holds back then: the suggestion refers to the
+    customer).
     """
     values = contact_values(text)
     if author is not None:
@@ -355,50 +367,106 @@ def identity_suggestions_record(
     query = Identity.objects.none()
     for kind, ids in by_kind.items():
         query |= Identity.objects.filter(kind=kind, platform_id__in=ids)
-    matches = list(query.exclude(customer_id=customer.pk).filter(customer__merged_into__isnull=True))
-    if not matches:
-        return []
-    IdentitySuggestion.objects.bulk_create(
-        [
+    known = list(query.values_list("pk", "kind", "platform_id", "customer_id", "customer__merged_into_id"))
+    known_keys = {(kind, platform_id) for _, kind, platform_id, _, _ in known}
+    known_numbers = {platform_id for kind, platform_id in known_keys if kind in PHONE_KINDS}
+    rows = [
+        IdentitySuggestion(
+            customer=customer,
+            kind=kind,
+            platform_id=platform_id,
+            identity_id=pk,
+            value=values[(kind, platform_id)][:255],
+            source_message_id=source_message_id,
+        )
+        for pk, kind, platform_id, owner_id, merged_into_id in known
+        if owner_id != customer.pk and merged_into_id is None
+    ]
+    for (kind, platform_id), raw in values.items():
+        # Nobody's: a number once, as a phone (WhatsApp identities come from WhatsApp itself).
+        if (kind, platform_id) in known_keys or kind == "whatsapp" or platform_id in known_numbers:
+            continue
+        rows.append(
             IdentitySuggestion(
                 customer=customer,
-                identity=identity,
-                value=values[(identity.kind, identity.platform_id)][:255],
+                kind=kind,
+                platform_id=platform_id,
+                value=raw[:255],
                 source_message_id=source_message_id,
             )
-            for identity in matches
-        ],
-        ignore_conflicts=True,
-    )
+        )
+    if not rows:
+        return []
+    IdentitySuggestion.objects.bulk_create(rows, ignore_conflicts=True)
+    if not returning:
+        return []
+    match = Q()
+    for row in rows:
+        match |= Q(kind=row.kind, platform_id=row.platform_id)
     return list(
-        IdentitySuggestion.objects.filter(
-            customer=customer, identity__in=matches, status=IdentitySuggestion.Status.OPEN
-        ).select_related("identity")
+        IdentitySuggestion.objects.filter(match, customer=customer, status=IdentitySuggestion.Status.OPEN)
+        .select_related("identity")
+        .order_by("pk")
     )
 
 
 @transaction.atomic
 def identity_suggestion_accept(*, suggestion: IdentitySuggestion, actor) -> Identity:
-    """An agent confirms a suggestion: the identity is linked to the suggested customer (link
-    source ``suggested``, by ``actor``). Its old customer keeps its cases; merging is a
-    separate, explicit act."""
+    """An agent confirms a suggestion; returns the identity, now the suggested customer's (link
+    source ``suggested``, linked by ``actor``, at the time of the decision).
+
+    Another customer's identity is linked to the suggested customer (``identity_link``): its
+    old customer keeps their cases; merging is a separate, explicit act. A new contact detail
+    becomes an identity of the suggested customer; if it has become someone else's identity
+    since, that identity is linked as above, and if it has become the customer's own, only the
+    suggestion changes (it keeps ``identity`` empty: it names what was suggested then).
+    Locks the suggestion (a second decision is refused: ``CustomerRefused`` naming
+    ``suggestion``); refuses a customer merged away. Publishes nothing:
+    ``cases.suggestions.suggestion_accept`` tells the pages of the customer's cases.
+    """
     suggestion = (
-        IdentitySuggestion.objects.select_for_update()
+        IdentitySuggestion.objects.select_for_update(of=("self",))
         .select_related("identity", "customer")
         .get(pk=suggestion.pk)
     )
     if suggestion.status != IdentitySuggestion.Status.OPEN:
         raise CustomerRefused(f"This suggestion was already {suggestion.status}.", field="suggestion")
-    identity = identity_link(
-        identity=suggestion.identity,
-        customer=suggestion.customer,
-        actor=actor,
-        source=Identity.LinkSource.SUGGESTED,
-    )
+    customer = suggestion.customer
+    identity = suggestion.identity
+    if identity is None:
+        identity = _new_contact_identity(suggestion=suggestion, actor=actor)
+    if identity.customer_id != customer.pk:
+        identity = identity_link(
+            identity=identity, customer=customer, actor=actor, source=Identity.LinkSource.SUGGESTED
+        )
     suggestion.status = IdentitySuggestion.Status.ACCEPTED
     suggestion.decided_at, suggestion.decided_by = timezone.now(), actor
     suggestion.save(update_fields=["status", "decided_at", "decided_by"])
     return identity
+
+
+def _new_contact_identity(*, suggestion: IdentitySuggestion, actor) -> Identity:
+    """The identity a new-contact suggestion names: created on its customer, else (written since,
+    by anyone) the one that exists now."""
+    customer = suggestion.customer
+    existing = Identity.objects.filter(kind=suggestion.kind, platform_id=suggestion.platform_id).first()
+    if existing is not None:
+        return existing
+    if customer.merged_into_id is not None:
+        raise CustomerRefused(
+            f"{customer} was merged into another customer; link to that one.", field="customer"
+        )
+    try:
+        with transaction.atomic():
+            return Identity.objects.create(
+                customer=customer,
+                kind=suggestion.kind,
+                platform_id=suggestion.platform_id,
+                link_source=Identity.LinkSource.SUGGESTED,
+                linked_by=actor,
+            )
+    except IntegrityError:  # the same value arrived meanwhile (a call from the number)
+        return Identity.objects.get(kind=suggestion.kind, platform_id=suggestion.platform_id)
 
 
 @transaction.atomic

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cases import ingest, services
+from cases import ingest, services, suggestion_services
 from cases.errors import ServiceError
 from cases.models import Case, CaseEvent
 from connectors.base import InboundMessage
@@ -62,14 +62,14 @@ def test_a_phone_number_matches_phone_and_whatsapp_identities(channel, rosa_by_m
     assert set(IdentitySuggestion.objects.values_list("identity", flat=True)) == {phone.pk, whatsapp.pk}
 
 
-def test_own_identities_and_unknown_values_suggest_nothing(channel, rosa_by_mail, django_assert_num_queries):
+def test_own_identities_suggest_nothing_and_cost_no_query_without_a_value(
+    channel, rosa_by_mail, django_assert_num_queries
+):
     rosa, _, _ = rosa_by_mail
     first = ingest.ingest(channel=channel, inbound=dm("d1", "hello"))
     factories.IdentityFactory(customer=first.identity.customer, kind="email", platform_id="me@example.test")
 
-    ingest.ingest(
-        channel=channel, inbound=dm("d2", "me@example.test or nobody@example.test, +1 212 555 0100")
-    )
+    ingest.ingest(channel=channel, inbound=dm("d2", "write to ME@example.test please"))
 
     assert not IdentitySuggestion.objects.exists()
     phone = rosa.identities.get(kind="phone")
@@ -82,6 +82,50 @@ def test_own_identities_and_unknown_values_suggest_nothing(channel, rosa_by_mail
             )
             == []
         )
+    # Her own address and number, written: one look-up, nothing to write.
+    with django_assert_num_queries(1):
+        assert (
+            customer_services.identity_suggestions_record(
+                customer=rosa, text="rosa@example.test, (415) 555-0199"
+            )
+            == []
+        )
+
+
+def test_unknown_values_are_suggested_as_new_contact_details(channel, django_assert_num_queries):
+    # when a customer writes an address and a number that are nobody's
+    message = ingest.ingest(
+        channel=channel, inbound=dm("d1", "Reach me at Dana.Work@Example.test or call +44 20 7946 0123")
+    )
+
+    # then each is suggested once, naming what was written and no identity; the number as a phone only
+    rows = {(s.kind, s.platform_id): s for s in IdentitySuggestion.objects.all()}
+    assert set(rows) == {("email", "dana.work@example.test"), ("phone", "+442079460123")}
+    phone = rows[("phone", "+442079460123")]
+    assert phone.identity is None and phone.value == "+44 20 7946 0123" and phone.status == "open"
+    assert phone.customer == message.identity.customer and phone.source_message_id == message.pk
+    assert rows[("email", "dana.work@example.test")].value == "Dana.Work@Example.test"
+    assert not Identity.objects.filter(platform_id__in=["+442079460123", "dana.work@example.test"]).exists()
+    # Written again: nothing new. Costs one look-up and one insert that adds nothing (and the
+    # read of the open ones when the caller wants them back).
+    customer = message.identity.customer
+    text = "again: +44 20 7946 0123"
+    with django_assert_num_queries(2):
+        customer_services.identity_suggestions_record(customer=customer, text=text, returning=False)
+    with django_assert_num_queries(3):
+        [again] = customer_services.identity_suggestions_record(customer=customer, text=text)
+    assert again == phone and IdentitySuggestion.objects.count() == 2
+
+
+def test_a_number_that_is_someones_whatsapp_is_not_also_suggested_as_a_new_phone(channel, rosa_by_mail):
+    rosa, _, phone = rosa_by_mail
+    phone.delete()
+    whatsapp = factories.IdentityFactory(customer=rosa, kind="whatsapp", platform_id="14155550199")
+
+    ingest.ingest(channel=channel, inbound=dm("d1", "call me on (415) 555-0199 after six"))
+
+    [suggestion] = IdentitySuggestion.objects.all()
+    assert suggestion.identity == whatsapp and suggestion.kind == "whatsapp"
 
 
 def test_a_dismissed_suggestion_is_not_made_again(channel, rosa_by_mail, agent):
@@ -113,6 +157,109 @@ def test_accepting_links_the_identity_as_suggested(channel, rosa_by_mail, agent)
     # Linking is not merging: Rosa's other identity and customer stay.
     phone.refresh_from_db()
     assert phone.customer == rosa and Customer.objects.get(pk=rosa.pk).merged_into is None
+
+
+def test_accepting_a_new_number_creates_it_and_a_later_call_lands_on_the_open_case(
+    channel, department, agent, django_capture_on_commit_callbacks
+):
+    phone_line = factories.ChannelFactory(
+        kind="phone", slug="line", department=department, account_id="+15005550006"
+    )
+    first = ingest.ingest(channel=channel, inbound=dm("d1", "call me on +44 20 7946 0123 any time"))
+    customer = first.identity.customer
+    suggestion = IdentitySuggestion.objects.get()
+
+    # when the agent accepts it (the desk and the API accept through cases.suggestion_services)
+    with django_capture_on_commit_callbacks(execute=True):
+        identity = suggestion_services.suggestion_accept(suggestion=suggestion, actor=agent)
+
+    # then the number is the customer's phone, with its provenance
+    assert (identity.kind, identity.platform_id, identity.customer) == ("phone", "+442079460123", customer)
+    assert identity.link_source == Identity.LinkSource.SUGGESTED and identity.linked_by == agent
+    assert identity.linked_at is not None
+    suggestion.refresh_from_db()
+    assert (suggestion.status, suggestion.decided_by, suggestion.identity) == ("accepted", agent, None)
+    # and a call from it threads to the customer's open case, through ingest
+    call = ingest.ingest(
+        channel=phone_line,
+        inbound=InboundMessage(
+            platform="phone",
+            external_id="CA1",
+            author_id="+442079460123",
+            kind="call",
+            sent_at=T0 + timedelta(minutes=5),
+            text="Call from +442079460123",
+        ),
+    )
+    assert call.case_id == first.case_id and call.identity == identity
+    assert Customer.objects.count() == 1 and Case.objects.count() == 1
+
+
+def test_accepting_a_new_address_lets_an_email_from_it_thread_to_the_open_case(channel, department, agent):
+    mailbox = factories.ChannelFactory(
+        kind="email", slug="mailbox", department=department, account_id="help@brand.test"
+    )
+    first = ingest.ingest(channel=channel, inbound=dm("d1", "my work mail is dana.work@example.test"))
+    identity = suggestion_services.suggestion_accept(suggestion=IdentitySuggestion.objects.get(), actor=agent)
+
+    mail = ingest.ingest(
+        channel=mailbox,
+        inbound=InboundMessage(
+            platform="email",
+            external_id="m1@example.test",
+            author_id="Dana.Work@example.test",
+            kind="email",
+            sent_at=T0 + timedelta(minutes=5),
+            subject="About my order",
+            text="Hello again",
+        ),
+    )
+
+    assert identity.kind == "email" and mail.identity == identity and mail.case_id == first.case_id
+
+
+def test_a_dismissed_new_contact_is_not_suggested_again(channel, agent):
+    ingest.ingest(channel=channel, inbound=dm("d1", "call me on +44 20 7946 0123"))
+    suggestion = IdentitySuggestion.objects.get()
+
+    customer_services.identity_suggestion_dismiss(suggestion=suggestion, actor=agent)
+    ingest.ingest(
+        channel=channel, inbound=dm("d2", "+44 (0)20 7946 0123, as I said", at=T0 + timedelta(hours=1))
+    )
+
+    suggestion.refresh_from_db()
+    assert IdentitySuggestion.objects.count() == 1 and suggestion.status == "dismissed"
+    assert not Identity.objects.filter(platform_id="+442079460123").exists()
+    with pytest.raises(CustomerRefused) as refused:
+        customer_services.identity_suggestion_accept(suggestion=suggestion, actor=agent)
+    assert refused.value.field == "suggestion"
+
+
+def test_a_new_number_that_became_someones_since_is_linked_on_accept(channel, agent):
+    ingest.ingest(channel=channel, inbound=dm("d1", "call me on +44 20 7946 0123"))
+    suggestion = IdentitySuggestion.objects.get()
+    # Someone calls from the number before the agent decides: a customer of its own.
+    caller = factories.CustomerFactory(name="Caller")
+    theirs = factories.IdentityFactory(customer=caller, kind="phone", platform_id="+442079460123")
+
+    identity = customer_services.identity_suggestion_accept(suggestion=suggestion, actor=agent)
+
+    assert identity == theirs and identity.customer == suggestion.customer
+    assert identity.link_source == Identity.LinkSource.SUGGESTED and identity.linked_by == agent
+    assert Identity.objects.filter(platform_id="+442079460123").count() == 1
+    assert Customer.objects.get(pk=caller.pk).merged_into is None
+
+
+def test_a_new_contact_is_not_created_on_a_customer_merged_away(channel, agent):
+    first = ingest.ingest(channel=channel, inbound=dm("d1", "call me on +44 20 7946 0123"))
+    services.customer_merge(source=first.identity.customer, target=factories.CustomerFactory(), actor=agent)
+
+    with pytest.raises(CustomerRefused) as refused:
+        customer_services.identity_suggestion_accept(suggestion=IdentitySuggestion.objects.get(), actor=agent)
+
+    assert refused.value.field == "customer"
+    assert not Identity.objects.filter(platform_id="+442079460123").exists()
+    assert IdentitySuggestion.objects.get().status == "open"
 
 
 # --- merge and unmerge ----------------------------------------------------------------------

@@ -225,6 +225,12 @@ class IdentitySuggestionFilterSet(filters.FilterSet):
     id = IdFilter(field_name="id")
     customer_id = IdFilter(field_name="customer_id", label="The customer who wrote the address or number")
     identity_id = IdFilter(field_name="identity_id", label="The identity it matched")
+    kind = ChoicesFilter(choices=IdentitySuggestion._meta.get_field("kind").choices)
+    new_contact = filters.BooleanFilter(
+        field_name="identity",
+        lookup_expr="isnull",
+        label="Only new contact details (true) or only matches (false)",
+    )
     status = ChoicesFilter(choices=IdentitySuggestion.Status.choices)
     created_after = TimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = TimeFilter(field_name="created_at", lookup_expr="lt")

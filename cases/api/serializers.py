@@ -128,10 +128,26 @@ class SuggestedIdentitySerializer(serializers.ModelSerializer):
 
 
 class IdentitySuggestionSerializer(serializers.ModelSerializer):
-    """A suggested link: customer ``customer_id`` wrote ``value``, which is ``identity``."""
+    """A suggested contact detail: customer ``customer_id`` wrote ``value`` (``kind`` +
+    canonical ``platform_id``), which is another customer's ``identity``, or, when ``identity``
+    is null, nobody's: accepting it makes it an identity of ``customer_id``."""
 
     customer_id = serializers.IntegerField(read_only=True, help_text="The customer who wrote it.")
-    identity = SuggestedIdentitySerializer(read_only=True)
+    kind = serializers.ChoiceField(
+        choices=IdentitySuggestion._meta.get_field("kind").choices,
+        read_only=True,
+        help_text="The identity kind of what was written: email, phone (a new number), or the matched "
+        "identity's kind (phone or whatsapp).",
+    )
+    platform_id = serializers.CharField(
+        read_only=True, help_text="Its canonical id: the lower-cased address or the E.164 number."
+    )
+    identity = SuggestedIdentitySerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="The other customer's identity it matched; null for a new contact detail "
+        "(nobody's when written).",
+    )
     source_message_id = serializers.IntegerField(
         read_only=True, allow_null=True, help_text="The message it was written in."
     )
@@ -142,6 +158,8 @@ class IdentitySuggestionSerializer(serializers.ModelSerializer):
         fields = (
             "id",
             "customer_id",
+            "kind",
+            "platform_id",
             "identity",
             "value",
             "source_message_id",

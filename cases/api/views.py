@@ -21,7 +21,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from cases import canned, drafts, escalation, permissions, reports, services, triage
+from cases import canned, drafts, escalation, permissions, reports, services, suggestion_services, triage
 from cases import selectors as case_selectors
 from cases.errors import ServiceError
 from cases.models import Message
@@ -227,11 +227,14 @@ class IdentitySuggestionViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={200: serializers.IdentitySuggestionSerializer})
     @action(detail=True, methods=["post"], permission_classes=(IsAuthenticated, CanLinkIdentities))
     def accept(self, request, pk=None):
-        """Link the identity to the customer who wrote it (link source ``suggested``, linked by you).
-        The customer it leaves keeps its cases: merging is a separate act."""
+        """Make it the identity of the customer who wrote it (link source ``suggested``, linked by
+        you): another customer's identity is linked (the customer it leaves keeps its cases:
+        merging is a separate act); a new contact detail (``identity`` null) is created on the
+        customer, or linked if it has become someone's identity since. The pages of both
+        customers' open cases are told (their customer panels refresh)."""
         suggestion = self.get_object()
         _decide_suggestion(
-            lambda s: customer_services.identity_suggestion_accept(suggestion=s, actor=request.user),
+            lambda s: suggestion_services.suggestion_accept(suggestion=s, actor=request.user),
             suggestion,
         )
         return self._decided(suggestion.pk)
@@ -239,10 +242,10 @@ class IdentitySuggestionViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={200: serializers.IdentitySuggestionSerializer})
     @action(detail=True, methods=["post"], permission_classes=(IsAuthenticated, CanLinkIdentities))
     def dismiss(self, request, pk=None):
-        """Not the same person: the identity stays where it is and the pair is not suggested again."""
+        """Not theirs: nothing is linked or created, and the value is not suggested to this customer again."""
         suggestion = self.get_object()
         _decide_suggestion(
-            lambda s: customer_services.identity_suggestion_dismiss(suggestion=s, actor=request.user),
+            lambda s: suggestion_services.suggestion_dismiss(suggestion=s, actor=request.user),
             suggestion,
         )
         return self._decided(suggestion.pk)

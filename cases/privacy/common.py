@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Q
 
 from connectors.models import InboundEvent
+from customers.identifiers import PHONE_KINDS
 from customers.models import Customer, Identity
 
 from ..errors import ServiceError
@@ -52,6 +53,20 @@ def customer_group(customer: Customer) -> list[Customer]:
 def group_messages_q(customer_ids: list[int], identity_ids: list[int]) -> Q:
     """Messages on the person's cases, and those they wrote on anyone else's."""
     return Q(case__customer_id__in=customer_ids) | Q(identity_id__in=identity_ids)
+
+
+def group_suggestions_q(customer_ids: list[int], identities: list[Identity]) -> Q:
+    """Identity suggestions made for the person, of their identities, and those naming one of
+    their addresses or numbers as a new contact detail (written by someone else before it was
+    theirs: such a suggestion names no identity)."""
+    match = Q(customer_id__in=customer_ids) | Q(identity_id__in=[i.pk for i in identities])
+    emails = sorted({i.platform_id for i in identities if i.kind == Identity.Kind.EMAIL})
+    numbers = sorted({i.platform_id for i in identities if i.kind in PHONE_KINDS})
+    if emails:
+        match |= Q(kind=Identity.Kind.EMAIL, platform_id__in=emails)
+    if numbers:
+        match |= Q(kind__in=sorted(PHONE_KINDS), platform_id__in=numbers)
+    return match
 
 
 def raw_needles(identities: list[Identity], external_ids: list[str]) -> list[bytes]:

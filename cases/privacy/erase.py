@@ -30,6 +30,7 @@ from .common import (
     ErasureConflict,
     customer_group,
     group_messages_q,
+    group_suggestions_q,
     is_digest,
     raw_events,
     raw_needles,
@@ -265,7 +266,7 @@ def _erase_group(customer: Customer, files: list[str]) -> dict[str, int]:
     counts["webhook_deliveries"] = len(deliveries)
 
     counts["identity_suggestions"] = IdentitySuggestion.objects.filter(
-        Q(customer_id__in=customer_ids) | Q(identity_id__in=identity_ids)
+        group_suggestions_q(customer_ids, identities)
     ).delete()[0]
     counts["merges"] = CustomerMerge.objects.filter(
         Q(source_id__in=customer_ids) | Q(target_id__in=customer_ids)

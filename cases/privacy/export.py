@@ -16,7 +16,15 @@ from django.utils import timezone
 from customers.models import Customer, CustomerMerge, Identity, IdentitySuggestion
 
 from ..models import Attachment, Case, CaseEvent, Message
-from .common import EXPORT_FORMAT, EXPORT_VERSION, customer_group, group_messages_q, raw_events, raw_needles
+from .common import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    customer_group,
+    group_messages_q,
+    group_suggestions_q,
+    raw_events,
+    raw_needles,
+)
 
 
 def _iso(value) -> str | None:
@@ -52,7 +60,7 @@ def customer_export(*, customer: Customer) -> dict[str, Any]:
     )
     events = list(CaseEvent.objects.filter(case__customer_id__in=customer_ids).order_by("created_at", "id"))
     suggestions = list(
-        IdentitySuggestion.objects.filter(Q(customer_id__in=customer_ids) | Q(identity_id__in=identity_ids))
+        IdentitySuggestion.objects.filter(group_suggestions_q(customer_ids, identities))
         .order_by("id")
         .distinct()
     )
@@ -179,6 +187,8 @@ def customer_export(*, customer: Customer) -> dict[str, Any]:
             {
                 "id": s.pk,
                 "customer_id": s.customer_id,
+                "kind": s.kind,
+                "platform_id": s.platform_id,
                 "identity_id": s.identity_id,
                 "value": s.value,
                 "source_message_id": s.source_message_id,

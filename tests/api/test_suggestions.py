@@ -157,3 +157,30 @@ def test_suggestion_lists_cost_the_same_for_few_rows_as_for_many(
 
     assert len(few.json()["results"]) == 1
     assert len(many.json()["results"]) == 25
+
+
+def test_a_new_number_is_listed_without_an_identity_and_accepting_creates_it(world):
+    [suggestion] = customer_services.identity_suggestions_record(
+        customer=world.customer, text="or call +44 20 7946 0123", source_message_id=world.message.pk
+    )
+    _suggest(world)
+    client = session_client(world.agent)
+
+    rows = client.get(f"/api/v1/customers/{world.customer.pk}/suggestions/?new_contact=true").json()[
+        "results"
+    ]
+
+    assert [(r["id"], r["kind"], r["platform_id"], r["value"], r["identity"]) for r in rows] == [
+        (suggestion.pk, "phone", "+442079460123", "+44 20 7946 0123", None)
+    ]
+    matches = client.get("/api/v1/identity-suggestions/?new_contact=false&kind=email").json()["results"]
+    assert [(r["kind"], r["platform_id"]) for r in matches] == [("email", "other0@example.test")]
+    response = client.post(f"/api/v1/identity-suggestions/{suggestion.pk}/accept/")
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    assert response.json()["identity"] is None  # it names what was suggested: nobody's then
+    identity = Identity.objects.get(kind="phone", platform_id="+442079460123")
+    assert (identity.customer_id, identity.link_source, identity.linked_by) == (
+        world.customer.pk,
+        Identity.LinkSource.SUGGESTED,
+        world.agent,
+    )

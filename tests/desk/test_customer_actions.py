@@ -441,7 +441,11 @@ def _busy_customer(channel, supervisor, count: int) -> Customer:
     """A customer with ``count`` identities, open suggestions, cases and customers merged in."""
     customer = factories.CustomerFactory(name="Busy")
     for n in range(count):
-        open_case(channel=channel, customer=customer, text=f"write to me at other{n}@example.test")
+        open_case(
+            channel=channel,
+            customer=customer,
+            text=f"write to me at other{n}@example.test or new{n}@example.test",
+        )
         other = open_case(channel=channel).customer
         factories.IdentityFactory(customer=other, kind="email", platform_id=f"other{n}@example.test")
         factories.IdentityFactory(customer=customer, kind="facebook", platform_id=f"fb-busy-{n}")
@@ -473,7 +477,9 @@ def test_customer_page_query_count_is_fixed(
         response = client.get(reverse("desk:customer", args=[customer.pk]))
 
     body = response.content.decode()
-    assert body.count('class="suggestion"') == count
+    # Each message gave two: another customer's address, and one that is nobody's.
+    assert body.count('class="suggestion"') == 2 * count
+    assert body.count("It is nobody's on file") == count
     assert len(re.findall(r'<tr data-case="', body)) == 2 * count  # their own and the merged ones
     assert len(re.findall(r'id="unmerge-reason-\d+"', body)) == (0 if role == "agent" else count)
 
@@ -488,9 +494,12 @@ def test_case_page_notes_open_suggestions_within_its_queries(
     client.force_login(agent)
     url = reverse("desk:case", args=[case.reference])
 
-    with django_assert_num_queries(CASE_PAGE_QUERIES):
-        body = text_of(client.get(url))
+    # The panel lists the customer's open suggestions: one query more, only when there are some.
+    with django_assert_num_queries(CASE_PAGE_QUERIES + 1):
+        body = words_of(client.get(url))
 
-    assert "Review the suggested link" in body
+    assert "This customer wrote sam.porter@example.test , which is another customer's e-mail address." in body
+    assert "Review the suggested link" in body and "Sam Porter" not in body
     customer_services.identity_suggestion_dismiss(suggestion=suggestion, actor=agent)
-    assert "Review the suggested link" not in text_of(client.get(url))
+    with django_assert_num_queries(CASE_PAGE_QUERIES):
+        assert "Review the suggested link" not in text_of(client.get(url))
