@@ -18,11 +18,12 @@ The story:
    reference (``case_move_to_private``); the worker posts the reply to X.
 3. Dana sends a DM quoting the reference.
 4. Dana e-mails the support address with the reference in the subject, and writes her phone
-   number in the body. The number is already on file as another customer's identity (a
-   contact from the phone records: Caseline suggests only identities it knows, see
-   ``customers.services.identity_suggestions_record``), so the e-mail raises an identity
-   suggestion; the agent accepts it on the customer page.
-5. Dana calls from that number (Twilio).
+   number in the body. The number is nobody's on file, so the e-mail raises a suggestion of a
+   new contact detail (``customers.services.identity_suggestions_record``); the case page's
+   customer panel asks "Add (415) 555-0123 as this customer's phone?", the agent adds it there,
+   and the accept is pushed to the open socket (the panel again, with the phone).
+5. Dana calls from that number (Twilio): the identity the agent added brings the call to her
+   open case.
 6. The agent resolves the case.
 7. Dana sends a follow-up e-mail that carries only ``References`` (no reference in the
    subject, no ``In-Reply-To``). The e-mail channel reopens no ended case by itself
@@ -47,7 +48,7 @@ from django.test import Client
 
 from cases.models import Case, CaseEvent, Membership, Message
 from connectors.models import Channel, InboundEvent
-from customers.models import Identity, IdentitySuggestion
+from customers.models import Customer, Identity, IdentitySuggestion
 from tests import factories
 from tests.faults import servers, traffic
 from tests.faults.fake_x import FakeX
@@ -142,12 +143,8 @@ def world():
             resolution_minutes=promise["resolution"],
             at_risk_ratio=Decimal(str(AT_RISK)),
         )
-    # Dana's number is on file from the phone records, as a customer of its own with no case.
-    contact = factories.CustomerFactory(name="Caller 0123 (phone records)")
-    phone_identity = factories.IdentityFactory(
-        customer=contact, kind=Identity.Kind.PHONE, platform_id=DANA_PHONE, handle="", display_name=""
-    )
-    return {"care": care, "agent": agent, "channels": channels, "contact": contact, "phone": phone_identity}
+    # Dana's number is on file nowhere: the e-mail that gives it is the first Caseline hears of it.
+    return {"care": care, "agent": agent, "channels": channels}
 
 
 @pytest.fixture
@@ -392,24 +389,41 @@ def test_one_customer_across_x_dm_email_and_phone_is_one_case_on_one_open_socket
             at_risk_at=t3 + PROMISES["email"]["next"] * AT_RISK * MINUTE,
         )
 
-        # The agent accepts the suggestion on the customer page.
-        customer_ids = set(re.findall(r"/desk/customers/(\d+)/", desk.page(f"/desk/cases/{case.reference}/")))
-        assert customer_ids == {str(case.customer_id)}
-        customer_page = desk.page(f"/desk/customers/{case.customer_id}/")
-        accept_urls = re.findall(
-            rf"/desk/customers/{case.customer_id}/suggestions/\d+/accept/", customer_page
-        )
-        assert len(set(accept_urls)) == 1, "the customer page offers one suggestion to accept"
+        # The number is nobody's: the case page's customer panel asks to add it, and the agent does.
+        assert not Identity.objects.filter(platform_id=DANA_PHONE).exists()
         suggestion = IdentitySuggestion.objects.get(customer_id=case.customer_id)
-        assert suggestion.identity_id == world["phone"].pk
-        assert suggestion.source_message_id == first_mail.pk
-        desk.post(accept_urls[0])
+        assert (suggestion.kind, suggestion.platform_id, suggestion.identity_id) == (
+            "phone",
+            DANA_PHONE,
+            None,
+        )
+        assert suggestion.value == DANA_PHONE_AS_WRITTEN and suggestion.source_message_id == first_mail.pk
+        case_page = desk.page(f"/desk/cases/{case.reference}/")
+        question = f'Add <strong class="mono">{DANA_PHONE_AS_WRITTEN}</strong> as this customer\'s phone?'
+        assert question in case_page
+        accept_urls = set(re.findall(rf"/desk/cases/{case.reference}/suggestions/\d+/accept/", case_page))
+        assert accept_urls == {f"/desk/cases/{case.reference}/suggestions/{suggestion.pk}/accept/"}
+        answer = desk.post(accept_urls.pop())
         accepted_at = now()
-        # Accepting links an identity and changes no case: nothing is published for it (the
-        # customer panel is not a live region), so no push is waited for here.
+        assert (
+            f"{DANA_PHONE_AS_WRITTEN} is now Dana K&#x27;s phone (suggested, confirmed by you)."
+            in answer.text
+        )
         suggestion.refresh_from_db()
         assert suggestion.status == IdentitySuggestion.Status.ACCEPTED
         assert suggestion.decided_by_id == agent.pk
+        # The accept is pushed to the socket watching the case: its customer panel, with the phone.
+        steps["accept"] = [
+            pushes.until(
+                lambda f: (
+                    f.get("type") == "swap"
+                    and f.get("target") == "customer-panel"
+                    and DANA_PHONE in f["html"]
+                    and "as this customer" not in f["html"]
+                ),
+                what="the customer panel with the accepted phone",
+            )
+        ]
 
         # 5. She calls from that number; the call started after the agent accepted it.
         seconds = 2
@@ -495,12 +509,14 @@ def test_one_customer_across_x_dm_email_and_phone_is_one_case_on_one_open_socket
     assert Case.objects.count() == 1
     case.refresh_from_db()
     assert not InboundEvent.objects.exclude(status=InboundEvent.Status.PROCESSED).exists()
+    assert Customer.objects.count() == 1
     identities = {i.kind: i for i in Identity.objects.filter(customer_id=case.customer_id)}
     assert set(identities) == {"x", "email", "phone"}
     assert identities["email"].link_source == Identity.LinkSource.VERIFIED
     assert identities["phone"].link_source == Identity.LinkSource.SUGGESTED
     assert identities["phone"].linked_by_id == agent.pk
-    assert not Identity.objects.filter(customer=world["contact"]).exists()
+    assert identities["phone"].platform_id == DANA_PHONE
+    assert Identity.objects.count() == 3
 
     # One timeline in time order, each step on its channel.
     timeline = list(Message.objects.filter(case=case).select_related("channel").order_by("sent_at", "id"))
@@ -575,6 +591,7 @@ def test_one_customer_across_x_dm_email_and_phone_is_one_case_on_one_open_socket
         "move to private",
         "DM",
         "e-mail",
+        "accept",
         "call",
         "resolve",
         "follow-up",
