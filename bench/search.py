@@ -253,20 +253,19 @@ def _measure_page(user, samples: dict[str, list[str]], *, per_kind: int) -> dict
 
 
 def _plans(user, samples: dict[str, list[str]]) -> dict:
-    """The top lines of the message query's plan, one sample per word kind."""
-    from cases import fulltext, permissions
+    """The top lines of the plan of the selector's message query, one sample per word kind (the
+    order ``cases.search._newest_first`` picks)."""
+    from cases import fulltext, permissions, search
     from cases.models import Case, Message
 
     plans = {}
-    for kind in ("rare_word", "common_word", "mid_word", "phrase"):
+    for kind in ("rare_word", "common_word", "mid_word", "phrase", "foreign_word"):
         q = samples[kind][0]
-        qs = (
-            Message.objects.alias(search=fulltext.vector("text"))
-            .filter(search=fulltext.websearch(q))
-            .filter(case_id__in=Case.objects.filter(permissions.visible_cases_q(user)).values("pk"))
-            .order_by("-sent_at", "-id")
-            .values("id")[:21]
+        matching = Message.objects.alias(search=fulltext.vector("text")).filter(search=fulltext.websearch(q))
+        visible = matching.filter(
+            case_id__in=Case.objects.filter(permissions.visible_cases_q(user)).values("pk")
         )
+        qs = search._newest_first(visible.values("id"), matching.values("pk"))[:21]
         plans[kind] = [line.strip() for line in qs.explain(analyze=True).splitlines()][:12]
     return plans
 
