@@ -8,8 +8,8 @@ from tests.corpus import CORPUS, PROJECT_ROOT
 
 
 def test_the_corpus_is_read_from_beside_the_project_root():
-    assert PROJECT_ROOT == Path(settings.BASE_DIR).resolve()
-    assert CORPUS == PROJECT_ROOT.parent / "shared" / "corpus"
+    assert Path(settings.BASE_DIR).resolve() == PROJECT_ROOT
+    assert PROJECT_ROOT.parent / "shared" / "corpus" == CORPUS
 
 
 def test_no_test_reads_the_corpus_by_an_absolute_path():
