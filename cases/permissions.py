@@ -153,6 +153,11 @@ def visible_incidents_q(user) -> Q:
     return Q(channel__department_id__in=department_ids(user))
 
 
+def can_configure(user) -> bool:
+    """Service promises, breach ladders and business calendars (the desk's settings pages): admins."""
+    return is_admin(user)
+
+
 def can_close_incident(user) -> bool:
     return is_admin(user) or is_supervisor(user)
 

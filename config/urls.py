@@ -13,6 +13,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="desk:queue", permanent=False)),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("desk/settings/", include("cases.settings_urls")),
     path("desk/", include("cases.urls")),
     path("desk/reports/promises/", report_views.promises, name="report-promises"),
     path("webhooks/", include("connectors.urls")),
