@@ -30,7 +30,7 @@ from cases import services
 from cases.models import Case, Message
 from connectors import email, imap, inbox, mime
 from connectors.base import ParseError, SendError, SignatureError
-from connectors.email import sns
+from connectors.email import esp, sns
 from connectors.models import InboundEvent
 from customers.models import Identity
 from tests.corpus import CORPUS as SHARED_CORPUS
@@ -183,7 +183,7 @@ def sns_certificates(settings, sns_signer):
 
     Handler.paths = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     settings.SNS_CERTIFICATE_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}"
     sns.forget_certificates()
@@ -937,6 +937,274 @@ def test_customer_answer_to_our_reply_threads_by_its_headers(
     assert Case.objects.count() == 1
 
 
+# --- every ESP through the webhook: checked, stored as it came, read in the worker ---------
+
+
+@pytest.fixture
+def post_esp(client, django_capture_on_commit_callbacks):
+    """POST what ``esp_post`` builds to the channel's webhook; the inbox task runs after the commit."""
+
+    def post(channel, post_kwargs: dict):
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(f"/webhooks/{channel.slug}/", **post_kwargs)
+
+    return post
+
+
+@pytest.mark.parametrize("provider", ESPS)
+def test_each_esps_signed_request_is_stored_as_it_came_and_becomes_the_message(
+    post_esp, department, mail_secrets, sns_certificates, sns_signer, provider
+):
+    channel = make_channel(department, provider)
+    raw = fixture("gmail_reply.eml")
+    request = esp_post(provider, raw, sns_signer)
+
+    response = post_esp(channel, request)
+
+    assert response.status_code == 200, response.content
+    event = InboundEvent.objects.get(channel=channel)
+    assert bytes(event.body) == request["data"]
+    assert event.delivery_id == "CAF=gmail-reply-0013@mail.gmail.example"
+    assert event.status == InboundEvent.Status.PROCESSED, event.error
+    # The message the ESP's request gives is the one the mail itself gives (as from IMAP).
+    assert email.parse(event, channel).messages == email.parse_raw(raw, channel).messages
+    message = Message.objects.get(channel=channel)
+    assert message.external_id == "CAF=gmail-reply-0013@mail.gmail.example"
+    assert message.identity.platform_id == "dana.customer@gmail.example"
+    assert message.subject == "Re: Broken router [#C-7Q4K2]"
+    assert message.text == "Thanks, that fixed it!"
+    assert message.in_reply_to_external_id == "reply-2@caseline.example"
+
+
+MAILGUN_MAX_AGE = esp.MAILGUN_MAX_AGE_SECONDS
+REFUSALS = [
+    ("mailgun", "wrong basic auth", lambda raw, signer: esp_post("mailgun", raw, auth="anymail:guess"), 403),
+    (
+        "mailgun",
+        "signed with another key",
+        lambda raw, signer: {
+            "data": mailgun_form(raw, key="not-our-key"),
+            "content_type": FORM,
+            "HTTP_AUTHORIZATION": basic(),
+        },
+        403,
+    ),
+    (
+        "mailgun",
+        "no signature fields",
+        lambda raw, signer: {
+            "data": encode_multipart(BOUNDARY, {"body-mime": raw.decode()}),
+            "content_type": FORM,
+            "HTTP_AUTHORIZATION": basic(),
+        },
+        403,
+    ),
+    (
+        "mailgun",
+        "stale timestamp",
+        lambda raw, signer: {
+            "data": mailgun_form(raw, age=MAILGUN_MAX_AGE + 60),
+            "content_type": FORM,
+            "HTTP_AUTHORIZATION": basic(),
+        },
+        403,
+    ),
+    (
+        "sendgrid",
+        "wrong basic auth",
+        lambda raw, signer: esp_post("sendgrid", raw, auth="anymail:guess"),
+        403,
+    ),
+    ("sendgrid", "no basic auth", lambda raw, signer: esp_post("sendgrid", raw, auth=None), 403),
+    (
+        "postmark",
+        "wrong basic auth",
+        lambda raw, signer: esp_post("postmark", raw, auth="anymail:guess"),
+        403,
+    ),
+    ("postmark", "no basic auth", lambda raw, signer: esp_post("postmark", raw, auth=None), 403),
+    (
+        "amazon_ses",
+        "wrong basic auth",
+        lambda raw, signer: esp_post("amazon_ses", raw, signer, auth="anymail:guess"),
+        403,
+    ),
+    ("amazon_ses", "no basic auth", lambda raw, signer: esp_post("amazon_ses", raw, signer, auth=None), 401),
+    (
+        "amazon_ses",
+        "SNS headers that are not the body's",
+        lambda raw, signer: {**esp_post("amazon_ses", raw, signer), "HTTP_X_AMZ_SNS_MESSAGE_ID": "another"},
+        403,
+    ),
+    (
+        "amazon_ses",
+        "not an SNS message",
+        lambda raw, signer: {**esp_post("amazon_ses", raw, signer), "data": raw},
+        403,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("provider", "how", "build", "status"), REFUSALS, ids=[f"{p}: {h}" for p, h, _b, _s in REFUSALS]
+)
+def test_forged_stale_or_missing_credentials_are_refused_and_nothing_is_stored(
+    post_esp, department, mail_secrets, sns_certificates, sns_signer, provider, how, build, status
+):
+    channel = make_channel(department, provider)
+
+    response = post_esp(channel, build(fixture("gmail_reply.eml"), sns_signer))
+
+    assert response.status_code == status
+    assert not InboundEvent.objects.exists()
+    if status == 401:  # SNS sends basic auth only when challenged
+        assert response["WWW-Authenticate"].startswith("Basic realm=")
+
+
+def test_sns_challenge_then_credentials_is_how_a_delivery_arrives(
+    post_esp, department, mail_secrets, sns_certificates, sns_signer
+):
+    channel = make_channel(department, "amazon_ses")
+    message = ses_notification(fixture("latin1_qp.eml"), sns_signer)
+
+    assert post_esp(channel, sns_post(message, auth=None)).status_code == 401
+    assert post_esp(channel, sns_post(message)).status_code == 200
+    assert Message.objects.get(channel=channel).external_id == "latin1-qp-0001@mail.example.fr"
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_an_sns_signature_by_amazons_certificate_is_accepted_and_the_certificate_kept(
+    post_esp, department, mail_secrets, sns_certificates, sns_signer, version
+):
+    channel = make_channel(department, "amazon_ses")
+
+    for name in ("latin1_qp.eml", "gmail_reply.eml"):
+        message = ses_notification(fixture(name), sns_signer, version=version)
+        assert post_esp(channel, sns_post(message)).status_code == 200
+
+    assert InboundEvent.objects.filter(channel=channel, status="processed").count() == 2
+    # Fetched once, from the path the message named, and kept for the next message.
+    assert sns_certificates == ["/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem"]
+
+
+def tampered(message: dict) -> dict:
+    ses = json.loads(message["Message"])
+    ses["content"] = base64.b64encode(fixture("latin1_qp.eml")).decode()
+    return {**message, "Message": json.dumps(ses)}
+
+
+@pytest.mark.parametrize(
+    ("how", "change"),
+    [
+        ("message changed after signing", tampered),
+        ("signed by another key", lambda message: SNSSigner().sign(message)),
+        ("signature version 3", lambda message: {**message, "SignatureVersion": "3"}),
+        ("no signature", lambda message: {k: v for k, v in message.items() if k != "Signature"}),
+        ("signature not base64", lambda message: {**message, "Signature": "%%%"}),
+    ],
+)
+def test_a_bad_sns_signature_is_refused(
+    post_esp, department, mail_secrets, sns_certificates, sns_signer, how, change
+):
+    channel = make_channel(department, "amazon_ses")
+    message = change(ses_notification(fixture("gmail_reply.eml"), sns_signer))
+
+    assert post_esp(channel, sns_post(message)).status_code == 403
+    assert not InboundEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "cert_url",
+    [
+        "https://sns.us-east-1.amazonaws.com.attacker.example/SimpleNotificationService-1.pem",
+        "https://attacker.example/sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://s3.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.us-east-1.amazonaws.com:8443/SimpleNotificationService-1.pem",
+        "https://user@sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.txt",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem?x=.pem",
+    ],
+)
+def test_a_certificate_url_off_amazon_sns_is_refused_without_fetching_it(
+    post_esp, department, mail_secrets, sns_certificates, sns_signer, cert_url
+):
+    channel = make_channel(department, "amazon_ses")
+    message = ses_notification(fixture("gmail_reply.eml"), sns_signer, cert_url=cert_url)
+
+    assert post_esp(channel, sns_post(message)).status_code == 403
+    assert not InboundEvent.objects.exists()
+    assert sns_certificates == []
+
+
+def test_an_unreachable_certificate_is_a_try_again_later(
+    post_esp, department, mail_secrets, settings, sns_signer
+):
+    settings.SNS_CERTIFICATE_BASE_URL = f"http://127.0.0.1:{free_port()}"
+    sns.forget_certificates()
+    channel = make_channel(department, "amazon_ses")
+
+    response = post_esp(channel, sns_post(ses_notification(fixture("gmail_reply.eml"), sns_signer)))
+
+    assert response.status_code == 503  # SNS delivers it again later
+    assert not InboundEvent.objects.exists()
+
+
+def test_a_signed_sns_subscription_is_stored_and_ignored_naming_its_url(
+    post_esp, department, mail_secrets, sns_certificates, sns_signer
+):
+    channel = make_channel(department, "amazon_ses")
+    message = sns_signer.sign(fixture_fields("sns_subscription_confirmation.json"))
+
+    assert post_esp(channel, sns_post(message)).status_code == 200
+
+    event = InboundEvent.objects.get(channel=channel)
+    assert event.status == InboundEvent.Status.IGNORED
+    assert message["SubscribeURL"] in event.error
+    forged = {
+        **message,
+        "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&x=1",
+    }
+    assert post_esp(channel, sns_post(forged)).status_code == 403
+
+
+MALFORMED = [
+    (
+        "mailgun",
+        lambda signer: {"data": mailgun_signed({"body-plain": "hi"}), "content_type": FORM},
+        "message-headers",
+    ),
+    (
+        "sendgrid",
+        lambda signer: {"data": encode_multipart(BOUNDARY, {"to": ADDRESS}), "content_type": FORM},
+        "email",
+    ),
+    ("postmark", lambda signer: {"data": b'{"RawEmail": ', "content_type": "application/json"}, "JSON"),
+    ("postmark", lambda signer: {"data": b'{"MessageID": "x"}', "content_type": "application/json"}, "From"),
+    ("amazon_ses", lambda signer: sns_post(ses_notification(None, signer)), "Amazon SES body unreadable"),
+]
+
+
+@pytest.mark.parametrize(
+    ("provider", "build", "error"), MALFORMED, ids=[f"{p}-{e}" for p, _b, e in MALFORMED]
+)
+def test_a_verified_but_malformed_body_is_stored_and_marked_failed(
+    post_esp, department, mail_secrets, sns_certificates, sns_signer, provider, build, error
+):
+    channel = make_channel(department, provider)
+    request = build(sns_signer)
+    request.setdefault("HTTP_AUTHORIZATION", basic())
+
+    response = post_esp(channel, request)
+
+    assert response.status_code == 200
+    event = InboundEvent.objects.get(channel=channel)
+    assert bytes(event.body) == request["data"]
+    assert event.status == InboundEvent.Status.FAILED
+    assert error in event.error
+    assert not Message.objects.exists()
+
+
 # --- the IMAP poller (a real IMAP4rev1 conversation with tests/connectors/fake_imap.py) ----
 
 IMAP_ENV = {
@@ -1000,9 +1268,14 @@ def test_a_second_poll_finds_nothing_new(mailbox, poll):
     assert InboundEvent.objects.count() == 1
 
 
-def test_mail_already_received_by_webhook_is_stored_once(mailbox, poll, post_mail, mail_channel):
+@pytest.mark.parametrize("provider", ESPS)
+def test_mail_already_received_by_webhook_is_stored_once(
+    mailbox, poll, post_esp, mail_channel, sns_certificates, sns_signer, provider
+):
+    mail_channel.email_provider = provider
+    mail_channel.save(update_fields=["email_provider"])
     raw = fixture("gmail_reply.eml")
-    assert post_mail(mail_channel, raw).status_code == 200
+    assert post_esp(mail_channel, esp_post(provider, raw, sns_signer)).status_code == 200
     mailbox.add(raw)
 
     result = poll()
