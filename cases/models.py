@@ -639,6 +639,11 @@ class Incident(models.Model):
     cases = models.ManyToManyField(Case, blank=True, related_name="incidents")
     detected_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Who closed it and what they wrote then (what happened, what was done), for the record.
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    close_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-detected_at"]

@@ -26,8 +26,8 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from channels_app import groups
 from channels_app.publish import publish_on_commit
 
-from . import escalation, permissions, services, sla
-from .errors import NotPermitted, ReasonRequired, ServiceError
+from . import escalation, incident_services, services, sla
+from .errors import ReasonRequired, ServiceError
 from .models import Case, CaseEvent, Incident, Message, TriageSettings
 
 logger = logging.getLogger(__name__)
@@ -454,29 +454,12 @@ def _incident_open(
         return None
 
 
-@transaction.atomic
 def incident_reply(*, incident: Incident, author, text: str) -> list[Message]:
-    """One public reply, queued on every case linked to ``incident`` (each stays its own case).
-
-    All or nothing: refused if ``author`` may not work any one of the cases.
-    """
-    cases = list(incident.cases.filter(status__in=Case.OPEN_STATUSES).order_by("pk"))
-    refused = [c.reference for c in cases if not permissions.can_work_case(author, c)]
-    if refused:
-        raise NotPermitted(f"You cannot reply on {', '.join(refused[:10])}.")
-    return [
-        services.case_reply(case=case, author=author, channel=incident.channel, text=text, is_public=True)
-        for case in cases
-    ]
+    """One public reply per customer on the open cases of ``incident``, placeholders filled
+    (each case stays its own): see :func:`cases.incident_services.incident_reply`."""
+    return incident_services.incident_reply(incident=incident, author=author, text=text)
 
 
-@transaction.atomic
-def incident_close(*, incident: Incident, actor) -> Incident:
-    """Close an incident (supervisors and admins); a later surge on the channel opens a new one."""
-    if not (permissions.is_admin(actor) or permissions.is_supervisor(actor)):
-        raise NotPermitted("Only supervisors close incidents.")
-    Incident.objects.filter(pk=incident.pk, status=Incident.Status.OPEN).update(
-        status=Incident.Status.CLOSED, closed_at=timezone.now()
-    )
-    incident.refresh_from_db()
-    return incident
+def incident_close(*, incident: Incident, actor, note: str = "") -> Incident:
+    """Close an incident (supervisors and admins): :func:`cases.incident_services.incident_close`."""
+    return incident_services.incident_close(incident=incident, actor=actor, note=note)
