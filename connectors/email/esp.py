@@ -147,7 +147,14 @@ def verify(request: HttpRequest, channel: Channel) -> None:
         message = sns_message(request.body)
     try:
         view.run_validators(request)
-    except (SuspiciousOperation, AnymailAPIError, MultiPartParserError, ValueError) as exc:
+    except (
+        SuspiciousOperation,
+        AnymailAPIError,
+        MultiPartParserError,
+        ValueError,
+        TypeError,
+        KeyError,
+    ) as exc:
         # AnymailWebhookValidationFailure is a SuspiciousOperation; the others are bodies
         # the validators could not read, so could not have verified.
         kind = "refused" if isinstance(exc, AnymailWebhookValidationFailure) else "unreadable"
