@@ -32,7 +32,7 @@ from django.db.models.functions import Coalesce, Lower, NullIf, Substr
 from customers.identifiers import normalize_platform_id
 from customers.models import Customer, CustomerMerge, Identity, IdentitySuggestion
 
-from . import fulltext, permissions
+from . import fulltext, handoff_selectors, permissions
 from .models import (
     QUEUE_NO_DUE,
     QUEUE_WORK_STATUSES,
@@ -255,6 +255,7 @@ def case_queue(
     return (
         queryset.select_related("customer", "department", "assignee", "last_channel")
         .annotate(last_identity_label=_last_identity_label(), opening_words=_opening_words())
+        .annotate(awaiting_acceptance=handoff_selectors.awaiting_acceptance())
         .order_by(*order)
     )
 
@@ -285,6 +286,7 @@ class QueueRow:
     last_channel_kind: str | None  # None: no channel yet
     last_identity_label: str
     opening_words: str
+    awaiting_acceptance: bool = False  # handed to its department, not accepted yet
 
     @property
     def pk(self) -> int:
@@ -324,6 +326,7 @@ def queue_row(case: Case) -> QueueRow:
         last_channel_kind=case.last_channel.kind if case.last_channel_id is not None else None,
         last_identity_label=getattr(case, "last_identity_label", None) or "",
         opening_words=getattr(case, "opening_words", None) or "",
+        awaiting_acceptance=bool(getattr(case, "awaiting_acceptance", False)),
     )
 
 
@@ -332,7 +335,7 @@ QUEUE_ROW_COLUMNS = (
     *("id", "reference", "subject", "status", "priority", "sla_state", "due_at", "last_inbound_at"),
     *("customer_id", "customer__name", "customer__tier", "department__name"),
     *("assignee_id", "assignee__first_name", "assignee__last_name", "assignee__email", "assignee__username"),
-    *("last_channel_id", "last_channel__kind", "last_identity_label", "opening_words"),
+    *("last_channel_id", "last_channel__kind", "last_identity_label", "opening_words", "awaiting_acceptance"),
 )
 
 
@@ -340,7 +343,7 @@ def _queue_row_from_values(values: tuple) -> QueueRow:
     (pk, reference, subject, status, priority, sla_state, due_at, last_inbound_at) = values[:8]
     (customer_id, customer_name, customer_tier, department_name) = values[8:12]
     (assignee_id, first_name, last_name, email, username) = values[12:17]
-    (last_channel_id, last_channel_kind, last_identity_label, opening_words) = values[17:]
+    (last_channel_id, last_channel_kind, last_identity_label, opening_words, awaiting) = values[17:]
     return QueueRow(
         id=pk,
         reference=reference,
@@ -363,6 +366,7 @@ def _queue_row_from_values(values: tuple) -> QueueRow:
         last_channel_kind=last_channel_kind if last_channel_id is not None else None,
         last_identity_label=last_identity_label or "",
         opening_words=opening_words or "",
+        awaiting_acceptance=bool(awaiting),
     )
 
 
@@ -437,6 +441,7 @@ def case_page(*, user, reference: str, others: int = OTHER_CASES_LIMIT) -> CaseP
                     customer_id=OuterRef("customer_id"), status=IdentitySuggestion.Status.OPEN
                 )
             ),
+            awaiting_acceptance=handoff_selectors.awaiting_acceptance(),  # the hand-off banner
         )
         .order_by("-is_page_case", "-created_at", "-id")[: others + 1]
     )
@@ -753,6 +758,7 @@ def live_queue_rows(*, case_ids) -> dict[int, Case]:
         Case.objects.filter(pk__in=ids)
         .select_related("customer", "department", "assignee", "last_channel")
         .annotate(last_identity_label=_last_identity_label(), opening_words=_opening_words())
+        .annotate(awaiting_acceptance=handoff_selectors.awaiting_acceptance())
     )
     return {case.pk: case for case in rows}
 

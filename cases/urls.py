@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import customer_panel_views, search_views, views
+from . import customer_panel_views, handoff_views, search_views, views
 
 app_name = "desk"
 
@@ -34,6 +34,8 @@ urlpatterns = [
     path("cases/<str:reference>/priority/", views.case_priority, name="case_priority"),
     path("cases/<str:reference>/transfer/", views.case_transfer, name="case_transfer"),
     path("cases/<str:reference>/escalate/", views.case_escalate, name="case_escalate"),
+    path("cases/<str:reference>/accept/", handoff_views.case_accept, name="case_accept"),
+    path("cases/<str:reference>/hand-back/", handoff_views.case_hand_back, name="case_hand_back"),
     path("cases/<str:reference>/monitor/", views.case_monitor, name="case_monitor"),
     path("cases/<str:reference>/respond/", views.case_respond, name="case_respond"),
     path("cases/<str:reference>/move-to-private/", views.case_move_private, name="case_move_private"),

@@ -592,6 +592,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(
             _stamped({"type": "swap", "target": "case-actions", "html": view["actions"]}, seq, replay)
         )
+        await self.send_json(
+            _stamped({"type": "swap", "target": "case-handoff", "html": view["handoff"]}, seq, replay)
+        )
 
     async def _send_presence(self, state: drafts.Presence):
         watching = self.watching

@@ -70,13 +70,16 @@ def typing(*, user, case_id: int, tab: str, typing: bool, has_draft: bool) -> No
 
 
 def case_view(*, user, case_id: int) -> dict | None:
-    """The watched case's action panel for ``user``, or None when they may no longer see the case."""
+    """The watched case's action panel and hand-over banner for ``user``, or None when they may no
+    longer see the case."""
     case = selectors.live_case(case_id=case_id)
     if case is None or not permissions.can_view_case(user, case):
         return None
     context = {**PUSH_CONTEXT, **selectors.case_actions_context(user=user, case=case), "user": user}
     return {
         "actions": render_to_string("cases/partials/case_actions.html", context),
+        # The hand-over banner at the top of the case: its Accept / Hand back are this user's to see.
+        "handoff": render_to_string("cases/handoff/banner_region.html", context),
         "can_take_over": context["can_take_over"],
     }
 

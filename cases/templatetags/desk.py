@@ -15,6 +15,7 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeData, SafeString, mark_safe
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
+from django.utils.translation import gettext
 
 from cases import permissions, selectors
 from cases.models import Case
@@ -269,6 +270,8 @@ def queue_row_html(row: selectors.QueueRow, now: datetime | None = None) -> Safe
     sla = _SLA_BADGES.get(row.sla_state) or _badge("sla", row.sla_state or "none", row.sla_state)
     countdown = "" if row.due_at is None else _countdown_html(row.due_at, now)
     assignee = _text(row.assignee) if row.assignee_id is not None else '<span class="faint">Unassigned</span>'
+    if row.awaiting_acceptance:  # handed to its department and not accepted yet (handoff_selectors)
+        status += f' <span class="badge handoff-wait">{_text(gettext("Awaiting acceptance"))}</span>'
     # selectors.queue_key() prints digits and a dot only.
     return mark_safe(  # every value above is escaped, or fixed markup
         f'<tr id="case-row-{row.id}" data-case="{reference}" data-key="{selectors.queue_key(row.due_at, row.id)}">\n'
