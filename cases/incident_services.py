@@ -134,6 +134,25 @@ def _reply_identities(incident: Incident, cases: list[Case]) -> dict[int, Identi
     return found
 
 
+def split_targets(cases: list[Case]) -> tuple[list[Case], list[Skipped]]:
+    """The cases a bulk reply answers (one per customer: the open case they wrote on last), and
+    the ones it skips with why, each list by case id. Reads nothing."""
+    chosen: dict[int, Case] = {}
+    skipped: list[Skipped] = []
+    for case in cases:
+        if not case.is_open:
+            skipped.append(Skipped(case=case, why="closed"))
+            continue
+        current = chosen.get(case.customer_id)
+        if current is None or _recency(case) > _recency(current):
+            chosen[case.customer_id] = case
+    for case in cases:
+        answered = chosen.get(case.customer_id)
+        if case.is_open and answered is not None and answered.pk != case.pk:
+            skipped.append(Skipped(case=case, why="same_customer", answered_on=answered))
+    return sorted(chosen.values(), key=lambda c: c.pk), sorted(skipped, key=lambda s: s.case.pk)
+
+
 def incident_reply_plan(
     *, incident: Incident, author, text: str, cases: list[Case] | None = None
 ) -> ReplyPlan:
@@ -145,19 +164,7 @@ def incident_reply_plan(
     if cases is None:
         cases = list(Case.objects.filter(incidents=incident).select_related("customer").order_by("pk"))
     plan = ReplyPlan(limit=services.TEXT_LIMITS.get(incident.channel.kind))
-    chosen: dict[int, Case] = {}
-    for case in cases:
-        if not case.is_open:
-            plan.skipped.append(Skipped(case=case, why="closed"))
-            continue
-        current = chosen.get(case.customer_id)
-        if current is None or _recency(case) > _recency(current):
-            chosen[case.customer_id] = case
-    for case in cases:
-        answered = chosen.get(case.customer_id)
-        if case.is_open and answered is not None and answered.pk != case.pk:
-            plan.skipped.append(Skipped(case=case, why="same_customer", answered_on=answered))
-    answered_cases = sorted(chosen.values(), key=lambda c: c.pk)
+    answered_cases, plan.skipped = split_targets(cases)
     identities = _reply_identities(incident, answered_cases) if answered_cases else {}
     fill = not unknown_placeholders(text)
     for case in answered_cases:
@@ -172,7 +179,6 @@ def incident_reply_plan(
             plan.refused.append(case.reference)
         if plan.limit and len(body) > plan.limit:
             plan.too_long.append((case.reference, len(body)))
-    plan.skipped.sort(key=lambda s: s.case.pk)
     return plan
 
 

@@ -162,6 +162,12 @@ def can_close_incident(user) -> bool:
     return is_admin(user) or is_supervisor(user)
 
 
+def can_act_on_incident(user, incident) -> bool:
+    """The desk's incident screen: the bulk reply and closing are for admins and the supervisors
+    of the channel's department; its agents only read (``visible_incidents_q``)."""
+    return is_admin(user) or incident.channel.department_id in supervised_department_ids(user)
+
+
 def offered_canned_replies_q(user) -> Q:
     """Canned replies offered to ``user``: everyone's and their departments' (admins: all)."""
     if is_admin(user):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import customer_panel_views, handoff_views, search_views, views
+from . import customer_panel_views, handoff_views, incident_views, search_views, views
 
 app_name = "desk"
 
@@ -9,6 +9,10 @@ urlpatterns = [
     path("search/", search_views.search, name="search"),
     path("board/", views.board, name="board"),
     path("board/reassign/", views.board_reassign, name="board_reassign"),
+    path("incidents/", incident_views.incident_list, name="incidents"),
+    path("incidents/<int:pk>/", incident_views.incident_detail, name="incident"),
+    path("incidents/<int:pk>/reply/", incident_views.incident_reply, name="incident_reply"),
+    path("incidents/<int:pk>/close/", incident_views.incident_close, name="incident_close"),
     path("customers/<int:pk>/", views.customer_detail, name="customer"),
     path("customers/<int:pk>/link/", views.customer_link, name="customer_link"),
     path("customers/<int:pk>/merge/", views.customer_merge, name="customer_merge"),
