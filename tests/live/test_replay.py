@@ -152,11 +152,12 @@ async def test_a_case_page_is_replayed_its_own_case_only():
 
     expected = await sync_to_async(event_ids)(case_ids=[case.pk], after=last_seen)
     pushes = sequenced(got)
-    # the note as a timeline entry, the claim as the new header and actions, in order
-    assert [(m["seq"], m["type"]) for m in pushes] == [
-        (expected[0], "timeline.entry"),
-        (expected[1], "swap"),
-        (expected[1], "swap"),
+    # the note as a timeline entry, the claim as the new header, actions and hand-over banner, in order
+    assert [(m["seq"], m["type"], m.get("target")) for m in pushes] == [
+        (expected[0], "timeline.entry", None),
+        (expected[1], "swap", "case-header"),
+        (expected[1], "swap", "case-actions"),
+        (expected[1], "swap", "case-handoff"),
     ]
     assert pushes[0]["id"] == note.pk and "Courier called" in pushes[0]["html"]
     done = {"type": "replay.done", "seq": expected[-1], "events": 2}
