@@ -28,6 +28,8 @@ class Customer(models.Model):
     # Set when the customer's personal data was erased (``cases.privacy``): the row stays,
     # pseudonymised, so that their cases and the audit trail keep a customer to point at.
     erased_at = models.DateTimeField(null=True, blank=True)
+    # The customer asked not to be sent satisfaction surveys (cases.csat honours it).
+    surveys_opt_out = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name", "id"]

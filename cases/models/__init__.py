@@ -1,0 +1,45 @@
+"""The cases app's models, one module per job: who works where (organisation), what is
+promised (promises), the case and its timeline, triage and incidents, canned replies, satisfaction surveys, saved views."""
+
+from .canned import CANNED_PLACEHOLDERS, CannedReply
+from .case import (
+    QUEUE_NO_DUE,
+    QUEUE_WORK_STATUSES,
+    REFERENCE_ALPHABET,
+    REFERENCE_LENGTH,
+    REFERENCE_PATTERN,
+    Case,
+    new_reference,
+)
+from .csat import SatisfactionSurvey
+from .organisation import Department, EscalationPath, Membership
+from .promises import BusinessCalendar, ServicePromise
+from .timeline import Attachment, CaseEvent, Message
+from .triage import Incident, TriageSettings, default_intent_keywords, default_monitor_categories
+from .views import SavedView
+
+__all__ = [
+    "CANNED_PLACEHOLDERS",
+    "QUEUE_NO_DUE",
+    "QUEUE_WORK_STATUSES",
+    "REFERENCE_ALPHABET",
+    "REFERENCE_LENGTH",
+    "REFERENCE_PATTERN",
+    "Attachment",
+    "BusinessCalendar",
+    "CannedReply",
+    "Case",
+    "CaseEvent",
+    "Department",
+    "EscalationPath",
+    "Incident",
+    "Membership",
+    "Message",
+    "SatisfactionSurvey",
+    "SavedView",
+    "ServicePromise",
+    "TriageSettings",
+    "default_intent_keywords",
+    "default_monitor_categories",
+    "new_reference",
+]
