@@ -140,6 +140,46 @@ else:
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(BASE_DIR / "test_db.sqlite3")
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+# A streaming replica for read-only pages (config/db_router.py, config/replica.py). Unset:
+# one database, no router, nothing changes.
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+# After a write, the same client reads from the primary for this long (read-your-writes).
+CASELINE_REPLICA_PIN_SECONDS = env.float("CASELINE_REPLICA_PIN_SECONDS", default=5.0)
+# After a failed connect, the replica is left alone this long and the primary answers.
+CASELINE_REPLICA_RETRY_SECONDS = env.float("CASELINE_REPLICA_RETRY_SECONDS", default=10.0)
+# Requests that may read from the replica (safe methods only): URL names, or path
+# prefixes starting with "/". Reports, CSV exports, lists and queues, API reads.
+CASELINE_REPLICA_READ_URLS = env.list(
+    "CASELINE_REPLICA_READ_URLS",
+    default=[
+        "desk:queue",
+        "desk:search",
+        "desk:board",
+        "desk:incidents",
+        "report-promises",
+        "/desk/reports/",
+        "/api/v1/",
+    ],
+)
+if DATABASE_REPLICA_URL:
+    if not IS_POSTGRES:
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL needs a PostgreSQL DATABASE_URL.")
+    DATABASES["replica"] = env.db_url_config(DATABASE_REPLICA_URL)
+    for _key in ("ATOMIC_REQUESTS", "CONN_HEALTH_CHECKS", "CONN_MAX_AGE"):
+        DATABASES["replica"][_key] = DATABASES["default"][_key]
+    _replica_options = DATABASES["replica"].setdefault("OPTIONS", {})
+    # A replica that is down costs a request this many seconds before the primary answers.
+    _replica_options.setdefault("connect_timeout", env.int("DB_REPLICA_CONNECT_TIMEOUT", default=2))
+    if "pool" in DATABASES["default"].get("OPTIONS", {}):
+        _replica_options["pool"] = {
+            **DATABASES["default"]["OPTIONS"]["pool"],
+            "timeout": env.float("DB_REPLICA_POOL_TIMEOUT", default=2.0),
+        }
+    # Tests: the replica is the same database seen through replication, never a test copy.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]
+    MIDDLEWARE = [*MIDDLEWARE, "config.replica.ReplicaMiddleware"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, Celery broker, cache --------------------------------
@@ -205,6 +245,21 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="caseline")
+# Queues per job (config/celery.py): ingest, outbound, sweeps and reports each on a queue
+# of its own, so each gets its own workers. Off: one queue, consumed by every worker.
+CASELINE_CELERY_QUEUES = env.bool("CASELINE_CELERY_QUEUES", default=False)
+CELERY_TASK_ROUTES = ("config.celery.route_task",)
+if CASELINE_CELERY_QUEUES:
+    from kombu import Queue
+
+    # A worker started without -Q consumes them all.
+    CELERY_TASK_QUEUES = [
+        Queue(name)
+        for name in (
+            CELERY_TASK_DEFAULT_QUEUE,
+            *(f"{CELERY_TASK_DEFAULT_QUEUE}.{job}" for job in ("ingest", "outbound", "sweeps", "reports")),
+        )
+    ]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing a task must fail fast when the broker is away (the caller has a fallback):
 # a bounded connect and read, one quick retry. Workers keep reconnecting on their own.
@@ -226,6 +281,15 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # failure webhooks skip the broker for this many seconds, then try it again.
 WEBHOOK_BROKER_RETRY_SECONDS = env.float("WEBHOOK_BROKER_RETRY_SECONDS", default=10.0)
 CELERY_TIMEZONE = "UTC"
+# Connector health (cases/health.py): a channel is silent after max(its usual gap between
+# inbound messages * factor, this many hours) of working time without one; alerts for refused
+# signatures and failing sends in the last hour.
+CHANNEL_HEALTH_SILENCE_FACTOR = env.float("CHANNEL_HEALTH_SILENCE_FACTOR", default=3.0)
+CHANNEL_HEALTH_MIN_SILENCE_HOURS = env.float("CHANNEL_HEALTH_MIN_SILENCE_HOURS", default=2.0)
+CHANNEL_HEALTH_SIGNATURE_FAILURES = env.int("CHANNEL_HEALTH_SIGNATURE_FAILURES", default=5)
+CHANNEL_HEALTH_OUTBOUND_FAILURE_SHARE = env.float("CHANNEL_HEALTH_OUTBOUND_FAILURE_SHARE", default=0.5)
+CHANNEL_HEALTH_OUTBOUND_MIN = env.int("CHANNEL_HEALTH_OUTBOUND_MIN", default=3)
+
 CELERY_BEAT_SCHEDULE: dict = {
     **CASES_BEAT_SCHEDULE,
     # Outbound webhook deliveries whose task was lost (a worker died) are sent again.
@@ -243,6 +307,12 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Queued replies whose send task was lost (the broker restarted empty) are queued again.
     "requeue-stalled-sends": {
         "task": "connectors.requeue_stalled_sends",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Monitoring-alert deliveries whose task was lost.
+    "process-pending-alerts": {
+        "task": "connectors.process_pending_alerts",
         "schedule": 60.0,
         "options": {"expires": 55},
     },
