@@ -84,3 +84,13 @@ class CaseRow:
     skipped_why: str  # "", "closed" or "same_customer"
     answered_on: Case | None
     may_work: bool
+
+
+def incident_alerts(*, incident: Incident) -> list:
+    """The monitoring alerts linked to ``incident`` with their source, firing first, newest first."""
+    return list(incident.alerts.select_related("source").order_by("-status", "-starts_at", "-id"))
+
+
+def incident_pages(*, incident: Incident) -> list:
+    """Who was paged for ``incident`` and who acknowledged, oldest first."""
+    return list(incident.pages.select_related("user", "acknowledged_by").order_by("sent_at", "id"))

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from . import incident_selectors, incident_services, permissions
+from . import incident_selectors, incident_services, permissions, urgent
 from .errors import ServiceError
 from .forms import error_messages
 from .models import Incident
@@ -103,9 +103,14 @@ def _page(
         plan = incident_services.incident_reply_plan(
             incident=incident, author=request.user, text=reply_form.cleaned_data["text"], cases=cases
         )
+    pages = incident_selectors.incident_pages(incident=incident)
     context = {
         "nav": "incidents",
         "incident": incident,
+        "alerts": incident_selectors.incident_alerts(incident=incident),
+        "pages": pages,
+        "may_acknowledge": any(p.acknowledged_at is None for p in pages)
+        and (can_act or any(p.user_id == request.user.pk for p in pages)),
         "mentions": mentions,
         "more_mentions": more_mentions,
         "mentions_limit": incident_selectors.MENTIONS_LIMIT,
@@ -194,4 +199,20 @@ def incident_close(request: HttpRequest, pk: int) -> HttpResponse:
         _service_refused(request, form, error)
         return _page(request, incident, close_form=form, status=error.status)
     messages.success(request, _("Incident closed."))
+    return redirect("desk:incident", pk=incident.pk)
+
+
+@login_required
+@require_POST
+def incident_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    """Acknowledge the incident's open pages: the person paged, the department's supervisors, admins."""
+    incident = _incident_or_404(request, pk)
+    paged = incident.pages.filter(user=request.user).exists()
+    if not (paged or permissions.can_act_on_incident(request.user, incident)):
+        raise PermissionDenied("Only the person paged, supervisors and admins acknowledge.")
+    count = urgent.incident_pages_acknowledge(incident=incident, actor=request.user)
+    if count:
+        messages.success(request, _("Page acknowledged."))
+    else:
+        messages.info(request, _("Already acknowledged."))
     return redirect("desk:incident", pk=incident.pk)

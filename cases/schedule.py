@@ -18,6 +18,18 @@ CASES_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Floods of messages from VIP / verified / high-reach customers, per department's rule.
+    "cases-known-customers-sweep": {
+        "task": "cases.tasks.known_customers_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Channels gone quiet, failing signatures or failing sends raise (and clear) health alerts.
+    "cases-channel-health-sweep": {
+        "task": "cases.tasks.channel_health_sweep",
+        "schedule": 5 * 60.0,
+        "options": {"expires": 4 * 60},
+    },
     # Close monitored cases that have been quiet for the configured number of days.
     "cases-monitoring-autoclose": {
         "task": "cases.tasks.monitoring_autoclose",

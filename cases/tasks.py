@@ -21,3 +21,17 @@ def surge_detect() -> int:
 @shared_task(ignore_result=True)
 def monitoring_autoclose() -> int:
     return triage.monitoring_autoclose()
+
+
+@shared_task(ignore_result=True)
+def known_customers_sweep() -> int:
+    from . import urgent
+
+    return len(urgent.known_customers_sweep())
+
+
+@shared_task(ignore_result=True)
+def channel_health_sweep() -> dict:
+    from . import health
+
+    return health.channel_health_sweep().as_dict()

@@ -26,7 +26,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from channels_app import groups
 from channels_app.publish import publish_on_commit
 
-from . import escalation, incident_services, services, sla
+from . import escalation, incident_services, services, sla, urgent
 from .errors import ReasonRequired, ServiceError
 from .models import Case, CaseEvent, Incident, Message, TriageSettings
 
@@ -421,6 +421,8 @@ def surge_detect(*, now: datetime | None = None) -> list[Incident]:
             .distinct()
         )
         incident.cases.add(*case_ids)
+        # A firing monitoring alert that concerns the surge makes it urgent (and pages on call).
+        urgent.incident_check_alerts(incident=incident)
         if open_incident is None:
             opened.append(incident)
     return opened

@@ -1,6 +1,14 @@
 from django.urls import path
 
-from . import customer_panel_views, handoff_views, incident_views, search_views, views
+from . import (
+    customer_panel_views,
+    handoff_views,
+    health_views,
+    incident_views,
+    oncall_views,
+    search_views,
+    views,
+)
 
 app_name = "desk"
 
@@ -13,6 +21,12 @@ urlpatterns = [
     path("incidents/<int:pk>/", incident_views.incident_detail, name="incident"),
     path("incidents/<int:pk>/reply/", incident_views.incident_reply, name="incident_reply"),
     path("incidents/<int:pk>/close/", incident_views.incident_close, name="incident_close"),
+    path("incidents/<int:pk>/acknowledge/", incident_views.incident_acknowledge, name="incident_acknowledge"),
+    path("oncall/", oncall_views.rota, name="oncall"),
+    path("oncall/<int:pk>/remove/", oncall_views.shift_remove, name="oncall_remove"),
+    path("pages/<str:token>/", oncall_views.page_ack, name="page_ack"),
+    path("health/", health_views.health_list, name="health"),
+    path("health/<int:pk>/", health_views.channel_health, name="channel_health"),
     path("customers/<int:pk>/", views.customer_detail, name="customer"),
     path("customers/<int:pk>/link/", views.customer_link, name="customer_link"),
     path("customers/<int:pk>/merge/", views.customer_merge, name="customer_merge"),

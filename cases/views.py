@@ -23,7 +23,18 @@ from customers import services as customer_services
 from customers.errors import CustomerRefused
 from customers.models import Customer, Identity
 
-from . import canned, customer_panel, drafts, escalation, forms, permissions, selectors, services, triage
+from . import (
+    canned,
+    customer_panel,
+    drafts,
+    escalation,
+    forms,
+    health,
+    permissions,
+    selectors,
+    services,
+    triage,
+)
 from . import suggestion_services as suggestions
 from .errors import ServiceError, StaleDraft
 from .models import Case
@@ -745,6 +756,8 @@ def board(request: HttpRequest) -> HttpResponse:
             ),
             "seq": seq,
             "now": datetime.now(UTC),
+            # Channel health on the board's departments' channels (one statement).
+            "health_alerts": health.open_health_alerts(department_ids={d.pk for d in departments}),
         },
     )
 

@@ -171,6 +171,13 @@ def inbound_event_process(*, event_id: int) -> InboundEvent | None:
 
 def _apply(event: InboundEvent) -> tuple[str, str]:
     """Parse ``event`` and ingest what it carries; the status and note to record."""
+    if event.provider == "alerts":  # a monitoring alert (replay_inbox): its own door's processing
+        from .alerts import alert_event_apply
+
+        status, note = alert_event_apply(event)
+        if status == InboundEvent.Status.FAILED:
+            raise ParseError(note.removeprefix("Parse error: "))
+        return status, note
     channel = event.channel
     result = _parse(event, channel)
     context = ingest.IngestContext()
@@ -281,6 +288,8 @@ def _process_batch(limit: int, event_ids: list[int] | None, statuses: tuple[str,
         events = InboundEvent.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             status__in=statuses or (InboundEvent.Status.PENDING,)
         )
+        # Monitoring alerts have no channel and their own task (connectors.alerts).
+        events = events.exclude(provider="alerts")
         if event_ids is not None:
             events = events.filter(pk__in=event_ids)
         events = list(events.order_by("received_at", "pk")[:limit])

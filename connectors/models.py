@@ -225,6 +225,7 @@ class WebhookEvent(models.TextChoices):
     SLA_BREACHED = "sla.breached", "Service promise breached"
     MESSAGE_RECEIVED = "message.received", "Customer message received"
     MESSAGE_SENT = "message.sent", "Reply sent"
+    ONCALL_PAGED = "oncall.paged", "Person on call paged"
 
 
 class WebhookSubscription(models.Model):

@@ -7,7 +7,7 @@ import time
 
 from celery import shared_task
 
-from . import imap, inbox, webhooks_out
+from . import alerts, imap, inbox, webhooks_out
 from .models import InboundEvent
 
 # When a batch left events pending (their author or case was held by another batch), it tries
@@ -77,3 +77,24 @@ def process_inbound_batch(limit: int = inbox.BATCH_SIZE) -> dict:
 def poll_imap() -> list[dict]:
     """Fetch unseen mail of every IMAP channel into the inbox."""
     return [dataclasses.asdict(result) for result in imap.poll_imap_channels()]
+
+
+@shared_task(
+    name="connectors.process_alert_event",
+    autoretry_for=inbox.TRANSIENT_ERRORS,
+    retry_backoff=True,
+    max_retries=8,
+)
+def process_alert_event(event_id: int) -> str | None:
+    """Process one stored monitoring-alert delivery; returns its status."""
+    event = alerts.alert_event_process(event_id=event_id)
+    return event.status if event is not None else None
+
+
+@shared_task(name="connectors.process_pending_alerts", ignore_result=True)
+def process_pending_alerts() -> int:
+    """Beat sweep: process alert deliveries still pending; returns how many were taken."""
+    ids = alerts.pending_alert_event_ids()
+    for event_id in ids:
+        alerts.alert_event_process(event_id=event_id)
+    return len(ids)

@@ -136,6 +136,10 @@ def _receive(request: HttpRequest, channel: Channel, connector) -> HttpResponse:
         )
         if answer is not None:
             return answer
+        # Counted for the channel's health (a cache counter: no database write for a forgery).
+        from cases.health import signature_failure_record
+
+        signature_failure_record(channel_id=channel.pk)
         return HttpResponse("Invalid signature.", status=403, content_type="text/plain")
     event, created = inbox.inbound_event_store(
         channel=channel,

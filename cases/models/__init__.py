@@ -1,5 +1,6 @@
 """The cases app's models, one module per job: who works where (organisation), what is
-promised (promises), the case and its timeline, triage and incidents, canned replies, satisfaction surveys, saved views."""
+promised (promises), the case and its timeline, triage and incidents, canned replies, satisfaction surveys, saved views,
+urgent signals (alerts, on call, pages) and channel health."""
 
 from .canned import CANNED_PLACEHOLDERS, CannedReply
 from .case import (
@@ -14,6 +15,7 @@ from .case import (
 from .csat import SatisfactionSurvey
 from .organisation import Department, EscalationPath, Membership
 from .promises import BusinessCalendar, ServicePromise
+from .signals import AlertSource, ChannelHealthAlert, KnownCustomerRule, MonitoringAlert, OnCallShift, Page
 from .timeline import Attachment, CaseEvent, Message
 from .triage import Incident, TriageSettings, default_intent_keywords, default_monitor_categories
 from .views import SavedView
@@ -25,16 +27,22 @@ __all__ = [
     "REFERENCE_ALPHABET",
     "REFERENCE_LENGTH",
     "REFERENCE_PATTERN",
+    "AlertSource",
     "Attachment",
     "BusinessCalendar",
     "CannedReply",
     "Case",
     "CaseEvent",
+    "ChannelHealthAlert",
     "Department",
     "EscalationPath",
     "Incident",
+    "KnownCustomerRule",
     "Membership",
     "Message",
+    "MonitoringAlert",
+    "OnCallShift",
+    "Page",
     "SatisfactionSurvey",
     "SavedView",
     "ServicePromise",

@@ -79,7 +79,17 @@ class Incident(models.Model):
         OPEN = "open", "Open"
         CLOSED = "closed", "Closed"
 
+    class Kind(models.TextChoices):
+        SURGE = "surge", "Surge"
+        KNOWN_CUSTOMERS = "known_customers", "Known customers"
+
     channel = models.ForeignKey("connectors.Channel", on_delete=models.PROTECT, related_name="incidents")
+    # What opened it: a surge of mentions, or a flood from VIP / verified / high-reach customers.
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SURGE)
+    # Set by an overlapping monitoring alert or a known-customer flood; pages who is on call.
+    is_urgent = models.BooleanField(default=False)
+    urgent_reason = models.CharField(max_length=255, blank=True)
+    alerts = models.ManyToManyField("cases.MonitoringAlert", blank=True, related_name="incidents")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     title = models.CharField(max_length=255, blank=True)
     # The window that set it off, its message count and the baseline it beat.
@@ -104,6 +114,9 @@ class Incident(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(status__in=["open", "closed"]), name="incident_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["surge", "known_customers"]), name="incident_kind_valid"
             ),
         ]
 

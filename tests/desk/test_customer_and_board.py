@@ -19,8 +19,9 @@ from tests.desk.conftest import crossed_case, minutes_ago, open_case
 # identities, open suggestions, departments (the top bar)
 CUSTOMER_QUERIES = 10
 # session, user, memberships, departments, newest event, the open work per department and agent
-# (one aggregate), members, the picked cases (page ids + rows), reassignment targets (members)
-BOARD_QUERIES = 9
+# (one aggregate), members, the picked cases (page ids + rows), reassignment targets (members),
+# open channel health alerts
+BOARD_QUERIES = 10
 
 
 def text_of(response) -> str:

@@ -19,8 +19,9 @@ from tests.desk.conftest import open_case
 # session, user, memberships, the incidents with channel, closer and case count, the header's
 # department names
 INCIDENT_LIST_QUERIES = 5
-# session, user, memberships, the incident, its cases, its mentions, the header's department names
-INCIDENT_PAGE_QUERIES = 7
+# session, user, memberships, the incident, its cases, its mentions, its monitoring alerts, its
+# pages, the header's department names
+INCIDENT_PAGE_QUERIES = 9
 
 
 def customer_with_handle(name: str, handle: str):
