@@ -28,13 +28,21 @@ def signed(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def alertmanager_body(*, status="firing", fingerprint="f1", starts_at="2027-12-26T10:00:00Z", summary="Login API down",
-                      description="5xx on the login API", ends_at="0001-01-01T00:00:00Z", alertname="LoginDown") -> bytes:
+def alertmanager_body(
+    *,
+    status="firing",
+    fingerprint="f1",
+    starts_at="2027-12-26T10:00:00Z",
+    summary="Login API down",
+    description="5xx on the login API",
+    ends_at="0001-01-01T00:00:00Z",
+    alertname="LoginDown",
+) -> bytes:
     """An Alertmanager webhook (version 4) with one alert."""
     return json.dumps(
         {
             "version": "4",
-            "groupKey": '{}:{alertname="%s"}' % alertname,
+            "groupKey": f'{{}}:{{alertname="{alertname}"}}',
             "truncatedAlerts": 0,
             "status": status,
             "receiver": "caseline",

@@ -47,7 +47,9 @@ def test_a_resolved_report_updates_the_same_alert(client, alert_source, django_c
     assert alert.ends_at.isoformat() == "2027-12-26T11:00:00+00:00"
 
 
-def test_a_generic_alert_signed_with_hmac_is_accepted(client, alert_source, django_capture_on_commit_callbacks):
+def test_a_generic_alert_signed_with_hmac_is_accepted(
+    client, alert_source, django_capture_on_commit_callbacks
+):
     body = json.dumps(
         {
             "id": "db-1",
@@ -81,16 +83,19 @@ def test_forged_or_missing_credentials_are_refused_and_nothing_is_stored(client,
 
 
 def test_a_signature_over_another_body_is_refused(client, alert_source):
-    response = post_alert(
-        client, alert_source, alertmanager_body(), HTTP_X_CASELINE_SIGNATURE=signed(b"{}")
-    )
+    response = post_alert(client, alert_source, alertmanager_body(), HTTP_X_CASELINE_SIGNATURE=signed(b"{}"))
 
     assert response.status_code == 403
     assert not InboundEvent.objects.exists()
 
 
-def test_a_malformed_body_is_stored_and_marked_failed(client, alert_source, django_capture_on_commit_callbacks):
-    bodies = [b"not json {", json.dumps({"alerts": [{"status": "burning", "startsAt": "2027-12-26T10:00:00Z"}]}).encode()]
+def test_a_malformed_body_is_stored_and_marked_failed(
+    client, alert_source, django_capture_on_commit_callbacks
+):
+    bodies = [
+        b"not json {",
+        json.dumps({"alerts": [{"status": "burning", "startsAt": "2027-12-26T10:00:00Z"}]}).encode(),
+    ]
     with django_capture_on_commit_callbacks(execute=True):
         responses = [post_alert(client, alert_source, b, HTTP_X_CASELINE_SIGNATURE=signed(b)) for b in bodies]
 
@@ -104,7 +109,10 @@ def test_a_malformed_body_is_stored_and_marked_failed(client, alert_source, djan
 
 
 def test_an_unknown_source_is_404(client, db):
-    assert client.post("/webhooks/alerts/nobody/", data=b"{}", content_type="application/json").status_code == 404
+    assert (
+        client.post("/webhooks/alerts/nobody/", data=b"{}", content_type="application/json").status_code
+        == 404
+    )
 
 
 def test_the_inbox_batch_leaves_alert_events_to_their_own_task(alert_source):
