@@ -529,3 +529,6 @@ class AttachmentAdmin(admin.ModelAdmin):
     list_display = ("__str__", "message", "content_type", "size")
     search_fields = ("filename", "message__case__reference")
     raw_id_fields = ("message",)
+
+
+from . import signals_admin  # noqa: E402, F401  (the urgent-signal models' pages)

@@ -173,3 +173,12 @@ def test_the_incident_list_marks_urgent_incidents(client, agent, urgent_incident
 
     row = body[body.index(f'id="incident-{urgent_incident.pk}"') :]
     assert "Urgent" in row[: row.index("</tr>")]
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["alertsource", "monitoringalert", "knowncustomerrule", "oncallshift", "page", "channelhealthalert"],
+)
+def test_admin_pages_of_the_signal_models_open(admin_client, urgent_incident, model):
+    assert admin_client.get(reverse(f"admin:cases_{model}_changelist")).status_code == 200
+    assert admin_client.get(reverse(f"admin:cases_{model}_add")).status_code == 200
