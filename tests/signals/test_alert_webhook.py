@@ -128,3 +128,34 @@ def test_the_inbox_batch_leaves_alert_events_to_their_own_task(alert_source):
     event.refresh_from_db()
     assert event.status == "processed"
     assert MonitoringAlert.objects.count() == 1
+
+
+def test_replay_inbox_processes_alert_events_through_their_own_door(alert_source):
+    from connectors import alerts, inbox
+
+    good = alerts.alert_event_store(source=alert_source, body=alertmanager_body())
+    bad = alerts.alert_event_store(source=alert_source, body=b"[1, 2]")
+
+    inbox.inbound_event_process(event_id=good.pk)
+    inbox.inbound_event_process(event_id=bad.pk)
+
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert good.status == "processed"
+    assert bad.status == "failed"
+    assert "[0] must be an object" in bad.error
+    assert MonitoringAlert.objects.count() == 1
+
+
+def test_the_beat_tasks_take_pending_alerts_and_run_the_sweeps(alert_source):
+    from cases import tasks as case_tasks
+    from connectors import alerts
+    from connectors import tasks as connector_tasks
+
+    alerts.alert_event_store(source=alert_source, body=alertmanager_body())
+
+    assert connector_tasks.process_pending_alerts() == 1
+    assert connector_tasks.process_pending_alerts() == 0
+    assert MonitoringAlert.objects.count() == 1
+    assert case_tasks.known_customers_sweep() == 0
+    assert case_tasks.channel_health_sweep() == {"opened": 0, "cleared": 0}
