@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from connectors.models import Channel
@@ -141,7 +141,8 @@ def silence_threshold(rhythm: Rhythm | None) -> timedelta:
 
 
 def outbound_counts(*, now: datetime | None = None) -> dict[int, tuple[int, int]]:
-    """Per channel, replies queued in the last hour: (all, failed). One statement."""
+    """Per channel, replies of the last hour: (all, failed). One statement, over the newest
+    messages (``message_recent_idx``)."""
     now = now or timezone.now()
     rows = (
         Message.objects.filter(
@@ -254,12 +255,24 @@ def channel_health(*, channel: Channel, now: datetime | None = None) -> ChannelH
     """One channel's page: last inbound and outbound, last hour's error counts, its alerts."""
     now = now or timezone.now()
     hour = now - timedelta(hours=1)
-    figures = Message.objects.filter(channel=channel).aggregate(
-        last_inbound=Max("sent_at", filter=Q(direction="in")),
-        last_outbound=Max("sent_at", filter=Q(direction="out")),
-        outbound_total=Count("id", filter=Q(direction="out", created_at__gt=hour)),
-        outbound_failed=Count("id", filter=Q(direction="out", created_at__gt=hour, delivery_state="failed")),
+    # Three reads, each on an index: the channel's inbound (message_channel_inbound_idx), the
+    # newest messages (message_recent_idx) for the last outbound and the last hour's sends.
+    last_inbound = (
+        Message.objects.filter(channel=channel, direction="in")
+        .order_by("-sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
     )
+    last_outbound = (
+        Message.objects.filter(channel=channel, direction="out")
+        .order_by("-sent_at", "-id")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+    figures = Message.objects.filter(channel=channel, direction="out", sent_at__gt=hour).aggregate(
+        outbound_total=Count("id"), outbound_failed=Count("id", filter=Q(delivery_state="failed"))
+    )
+    figures.update(last_inbound=last_inbound, last_outbound=last_outbound)
     failed_events = channel.inbound_events.filter(status="failed", received_at__gt=hour).count()
     alerts = list(channel.health_alerts.order_by("-opened_at", "-id")[:20])
     return ChannelHealth(

@@ -18,9 +18,9 @@ from tests import factories
 START = datetime(2027, 3, 3, 8, 0, tzinfo=UTC)
 # session, user, memberships, the channels, the open health alerts, the header's departments
 HEALTH_LIST_QUERIES = 6
-# session, user, memberships, the channel, its message figures (one aggregate), failed events,
-# its alerts, the header's departments
-CHANNEL_HEALTH_QUERIES = 8
+# session, user, memberships, the channel, its last inbound, its last outbound, the last hour's
+# sends (one aggregate), failed events, its alerts, the header's departments
+CHANNEL_HEALTH_QUERIES = 10
 
 
 def inbound(case, channel, at, text="hello"):
