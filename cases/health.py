@@ -141,8 +141,7 @@ def silence_threshold(rhythm: Rhythm | None) -> timedelta:
 
 
 def outbound_counts(*, now: datetime | None = None) -> dict[int, tuple[int, int]]:
-    """Per channel, replies of the last hour: (all, failed). One statement, over the newest
-    messages (``message_recent_idx``)."""
+    """Per channel, replies of the last hour: (all, failed). One statement."""
     now = now or timezone.now()
     rows = (
         Message.objects.filter(
@@ -255,8 +254,8 @@ def channel_health(*, channel: Channel, now: datetime | None = None) -> ChannelH
     """One channel's page: last inbound and outbound, last hour's error counts, its alerts."""
     now = now or timezone.now()
     hour = now - timedelta(hours=1)
-    # Three reads, each on an index: the channel's inbound (message_channel_inbound_idx), the
-    # newest messages (message_recent_idx) for the last outbound and the last hour's sends.
+    # Three reads, each on an index: the channel's inbound (message_channel_inbound_idx) and
+    # its outbound (message_channel_outbound_idx) for the last reply and the last hour's sends.
     last_inbound = (
         Message.objects.filter(channel=channel, direction="in")
         .order_by("-sent_at")
@@ -265,7 +264,7 @@ def channel_health(*, channel: Channel, now: datetime | None = None) -> ChannelH
     )
     last_outbound = (
         Message.objects.filter(channel=channel, direction="out")
-        .order_by("-sent_at", "-id")
+        .order_by("-sent_at")
         .values_list("sent_at", flat=True)
         .first()
     )

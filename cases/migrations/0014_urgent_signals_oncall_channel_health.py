@@ -195,4 +195,12 @@ class Migration(migrations.Migration):
             model_name='page',
             constraint=models.UniqueConstraint(fields=('incident', 'user'), name='page_once_per_incident_user'),
         ),
+        migrations.AddIndex(
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("direction", "out")),
+                fields=["channel", "sent_at"],
+                name="message_channel_outbound_idx",
+            ),
+        ),
     ]

@@ -117,6 +117,12 @@ class Message(models.Model):
                 name="message_channel_inbound_idx",
                 condition=models.Q(direction="in"),
             ),
+            # Channel health: a channel's last reply and its replies of the last hour.
+            models.Index(
+                fields=["channel", "sent_at"],
+                name="message_channel_outbound_idx",
+                condition=models.Q(direction="out"),
+            ),
             # Reply-before-parent: replies whose parent we had not seen yet, found by the
             # parent's platform id when it arrives.
             models.Index(
