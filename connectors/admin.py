@@ -15,7 +15,7 @@ class ChannelAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     fieldsets = (
         (None, {"fields": ("name", "kind", "slug", "department", "is_active")}),
-        ("Platform", {"fields": ("account_id", "handle", "secret_env", "api_base_url")}),
+        ("Platform", {"fields": ("account_id", "handle", "email_provider", "secret_env", "api_base_url")}),
         ("Threading", {"fields": ("reopen_window_days",)}),
     )
 

@@ -953,6 +953,7 @@ def test_admin_sets_and_clears_a_channel_s_reopen_window(admin_client, x_channel
         "handle": x_channel.handle,
         "secret_env": json.dumps(x_channel.secret_env),
         "api_base_url": "",
+        "email_provider": "raw",
     }
 
     assert admin_client.post(url, form | {"reopen_window_days": "30"}).status_code == 302
@@ -965,6 +966,36 @@ def test_admin_sets_and_clears_a_channel_s_reopen_window(admin_client, x_channel
     assert admin_client.post(url, form | {"reopen_window_days": ""}).status_code == 302
     x_channel.refresh_from_db()
     assert x_channel.reopen_window_days is None
+
+
+def test_admin_sets_a_mailbox_s_email_provider_and_refuses_one_on_another_platform(admin_client, x_channel):
+    mailbox = factories.ChannelFactory(kind="email", name="Support mailbox", slug="support-mail")
+    url = f"/admin/connectors/channel/{mailbox.pk}/change/"
+    assert 'name="email_provider"' in admin_client.get(url).content.decode()
+    form = {
+        "name": mailbox.name,
+        "kind": "email",
+        "slug": mailbox.slug,
+        "department": mailbox.department_id,
+        "is_active": "on",
+        "account_id": mailbox.account_id,
+        "handle": mailbox.handle,
+        "secret_env": json.dumps(mailbox.secret_env),
+        "api_base_url": "",
+        "reopen_window_days": "",
+    }
+    assert admin_client.post(url, form | {"email_provider": "mailgun"}).status_code == 302
+    mailbox.refresh_from_db()
+    assert mailbox.email_provider == "mailgun"
+
+    x_url = f"/admin/connectors/channel/{x_channel.pk}/change/"
+    x_form = form | {"name": x_channel.name, "kind": "x", "slug": x_channel.slug, "email_provider": "mailgun",
+                     "department": x_channel.department_id, "account_id": x_channel.account_id,
+                     "handle": x_channel.handle, "secret_env": json.dumps(x_channel.secret_env)}  # fmt: skip
+    refused = admin_client.post(x_url, x_form)
+    assert refused.status_code == 200 and refused.context["adminform"].form.errors
+    x_channel.refresh_from_db()
+    assert x_channel.email_provider == "raw"
 
 
 # --- the ASGI fast path (config.asgi) and how processing is queued --------------------------
