@@ -11,8 +11,9 @@ import logging
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connections
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -154,3 +155,29 @@ def test_the_replica_going_away_costs_a_warning_not_an_error(replica, case, agen
     finally:
         replica.start()
         db_router.reset_replica_backoff()
+
+
+async def test_under_asgi_the_replica_serves_the_reader_and_the_writer_stays_pinned(
+    replica, case, agent, other_agent, customer, channel
+):
+    # The ASGI handler (daphne, uvicorn) runs the view in another thread than the middleware.
+    writer, reader = AsyncClient(), AsyncClient()
+    await writer.aforce_login(agent)
+    await reader.aforce_login(other_agent)
+    replica.wait_caught_up()
+    replica.pause()
+    try:
+        lagging = await sync_to_async(services.case_open)(
+            customer=customer, channel=channel, subject="Written during the lag"
+        )
+        response = await reader.get(reverse("desk:queue"), {"view": "department"})
+        assert response.status_code == 200
+        assert case.reference in response.content.decode()
+        assert lagging.reference not in response.content.decode()
+
+        claimed = await writer.post(reverse("desk:case_claim", args=[lagging.reference]))
+        assert PIN_COOKIE in claimed.cookies
+        response = await writer.get(reverse("desk:queue"), {"view": "department"})
+        assert lagging.reference in response.content.decode()
+    finally:
+        replica.resume()
