@@ -14,6 +14,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("desk/settings/", include("cases.settings_urls")),
+    path("desk/reports/", report_views.overview, name="reports"),
+    path("desk/reports/<slug:figure>.csv", report_views.figure_csv, name="report-csv"),
     path("desk/", include("cases.urls")),
     path("desk/reports/promises/", report_views.promises, name="report-promises"),
     path("webhooks/", include("connectors.urls")),

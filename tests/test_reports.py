@@ -143,3 +143,48 @@ def test_report_form_names_the_field_at_fault(client, supervisor):
     assert response.status_code == 200
     assert b"The end date is before the start date." in response.content
     assert response.context["report"] is None
+
+
+def test_chart_page_draws_every_figure_in_a_fixed_number_of_queries(
+    client, supervisor, channel, django_assert_max_num_queries
+):
+    conversation(
+        channel=channel,
+        identity=factories.IdentityFactory(kind="x"),
+        answer_after=timedelta(minutes=20),
+        at=datetime.now(UTC) - timedelta(hours=3),
+    )
+    client.force_login(supervisor)
+    with django_assert_max_num_queries(20):
+        response = client.get("/desk/reports/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.count('role="img"') == 5
+    assert "15-30m" in body
+    assert 'href="/desk/reports/promises/"' in body  # the report sections list
+
+
+def test_chart_filters_name_the_field_at_fault(client, supervisor, other_department):
+    client.force_login(supervisor)
+    response = client.get("/desk/reports/", {"start": "2026-03-10", "end": "2026-03-01"})
+    assert "The end date is before the start date." in response.content.decode()
+    response = client.get("/desk/reports/", {"department": other_department.pk})
+    assert response.context["form"].errors["department"]
+
+
+def test_figure_csv_is_streamed(client, supervisor, channel):
+    conversation(
+        channel=channel,
+        identity=factories.IdentityFactory(kind="x"),
+        answer_after=timedelta(minutes=20),
+        at=datetime.now(UTC) - timedelta(hours=3),
+    )
+    client.force_login(supervisor)
+    for figure in ("promises", "first-response", "volume", "backlog", "department-clock"):
+        response = client.get(f"/desk/reports/{figure}.csv")
+        assert response.status_code == 200
+        assert response.streaming
+        lines = b"".join(response.streaming_content).decode().splitlines()
+        assert len(lines) >= 2, figure
+    bucket_lines = b"".join(client.get("/desk/reports/first-response.csv").streaming_content).decode()
+    assert "15-30m,1" in bucket_lines

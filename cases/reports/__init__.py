@@ -25,7 +25,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.db.models.aggregates import Aggregate
 from django.db.models.fields import DurationField
 
-from .models import Case, CaseEvent
+from ..models import Case, CaseEvent
 
 GROUPINGS = {"channel": "origin_channel__name", "department": "department__name"}
 
