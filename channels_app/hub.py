@@ -4,7 +4,7 @@ A socket does not listen on the channel layer itself. The process's hub holds on
 joins each group at least one of its sockets is in (the server still picks every group:
 see :mod:`channels_app.groups`), and hands each event to those sockets. An event therefore
 costs one Redis message per process and group, not one per socket, and the rows a live event
-needs are read once per process (:data:`channels_app.consumers.live_rows`) before any socket
+needs are read once per process (:data:`channels_app.rows.live_rows`) before any socket
 is handed it. Events reach each socket in the order the hub received them; a socket in
 several of the target groups (its department and its personal group) is handed an event once.
 
@@ -167,7 +167,7 @@ class Hub:
         handed.update(targets)
         event = message.get("event") or {}
         rows = None
-        from .consumers import event_case_ids, live_rows, needs_rows
+        from .rows import event_case_ids, live_rows, needs_rows
 
         kind = event.get("type", "")
         if needs_rows(kind):

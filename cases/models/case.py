@@ -103,9 +103,6 @@ class Case(models.Model):
     )
     # A note from the department that handed this case over, shown at the top.
     handoff_note = models.TextField(blank=True)
-    # When the case arrived at its current department (opened there, transferred, escalated or
-    # handed back): the department clock runs from here.
-    department_since = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
