@@ -14,6 +14,7 @@ from .case import (
 )
 from .csat import SatisfactionSurvey
 from .organisation import Department, EscalationPath, Membership
+from .preferences import DeskPreferences
 from .promises import BusinessCalendar, ServicePromise
 from .signals import AlertSource, ChannelHealthAlert, KnownCustomerRule, MonitoringAlert, OnCallShift, Page
 from .timeline import Attachment, CaseEvent, Message
@@ -35,6 +36,7 @@ __all__ = [
     "CaseEvent",
     "ChannelHealthAlert",
     "Department",
+    "DeskPreferences",
     "EscalationPath",
     "Incident",
     "KnownCustomerRule",
