@@ -16,6 +16,7 @@ templates, no network), ``--requests`` times each after a warm-up:
   ``--agent`` (the demo agent: Social Care, the largest department);
 - the case page, over ``--case-samples`` random cases of that department;
 - the supervisor board, for ``--supervisor``;
+- the report charts page and each figure's CSV, for ``--supervisor``;
 
 p50/p95/max server time and the number of SQL statements per request. Then over
 HTTP: ``--daphne`` daphne processes (one shared socket) serve the queue's first page to
@@ -57,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 from tests.faults import servers  # noqa: E402
 from tests.faults.client import percentile  # noqa: E402
 
+REPORT_FIGURES = ("promises", "first-response", "volume", "backlog", "department-clock")
 ROW_RE = re.compile(r'<tr[^>]* data-case="')
 
 
@@ -144,6 +146,14 @@ def _stats(seconds: list[float]) -> dict:
     }
 
 
+def _get(client, path: str):
+    """GET ``path``, reading a streamed body to its end (a CSV's statements run as it is read)."""
+    response = client.get(path)
+    if response.streaming:
+        response.streamed_bytes = sum(len(chunk) for chunk in response.streaming_content)
+    return response
+
+
 def _measure(client, paths: list[str], *, requests: int, warmup: int, check) -> dict:
     """Time ``requests`` GETs cycling through ``paths`` after ``warmup`` untimed ones, then count
     each path's SQL statements once."""
@@ -151,19 +161,19 @@ def _measure(client, paths: list[str], *, requests: int, warmup: int, check) -> 
     from django.test.utils import CaptureQueriesContext
 
     for n in range(warmup):
-        check(client.get(paths[n % len(paths)]))
+        check(_get(client, paths[n % len(paths)]))
     seconds, cpu = [], []
     for n in range(requests):
         path = paths[n % len(paths)]
         started, cpu_started = time.perf_counter(), time.thread_time()
-        response = client.get(path)
+        response = _get(client, path)
         seconds.append(time.perf_counter() - started)
         cpu.append(time.thread_time() - cpu_started)
         check(response)
     queries = set()
     for path in paths[: min(len(paths), 20)]:
         with CaptureQueriesContext(connection) as captured:
-            check(client.get(path))
+            check(_get(client, path))
         queries.add(len(captured))
     # Our own CPU per request (PostgreSQL's not included): what the page costs whatever else runs.
     cpu_ms = sorted(c * 1000 for c in cpu)
@@ -217,6 +227,13 @@ def _in_process(args) -> tuple[dict, dict]:
         ),
         "case_page": (agent_client, [f"/desk/cases/{ref}/" for ref in references], _expect(200)),
         "supervisor_board": (boss_client, ["/desk/board/"], _expect(200)),
+        # the report charts over the default period (the last 30 days), and their CSVs
+        "reports_charts": (boss_client, ["/desk/reports/"], _expect(200)),
+        "reports_csv": (
+            boss_client,
+            [f"/desk/reports/{figure}.csv" for figure in REPORT_FIGURES],
+            _expect(200),
+        ),
     }
     results = {}
     for name, (client, paths, check) in runs.items():
