@@ -97,7 +97,9 @@ def test_insert_race_returns_the_row_the_other_worker_stored(channel, monkeypatc
         lookups.append(external_id)
         return None if len(lookups) == 1 else real_existing(ch, external_id)
 
-    monkeypatch.setattr(ingest, "_existing", stale_first_read)
+    # The batch context's look-up and the retry after the insert race, where each is used.
+    monkeypatch.setattr(ingest.batch, "_existing", stale_first_read)
+    monkeypatch.setattr(ingest.inbound, "_existing", stale_first_read)
 
     again = ingest.ingest(channel=channel, inbound=tweet("t1"))
 
