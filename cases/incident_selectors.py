@@ -19,13 +19,12 @@ INCIDENT_LIST_LIMIT = 100
 MENTIONS_LIMIT = 300
 
 
-def incident_list(
-    *, user, recent_days: int = RECENT_DAYS, limit: int = INCIDENT_LIST_LIMIT
-) -> list[Incident]:
+def incidents_listed(*, user, recent_days: int = RECENT_DAYS) -> QuerySet[Incident]:
     """Open incidents and those detected in the last ``recent_days`` that ``user`` may see, open
-    first, then newest; each with its channel, who closed it and ``case_count``. One statement."""
+    first, then newest; each with its channel, who closed it and ``case_count`` (the list page
+    and its CSV)."""
     since = timezone.now() - timedelta(days=recent_days)
-    return list(
+    return (
         Incident.objects.filter(permissions.visible_incidents_q(user))
         .filter(Q(status=Incident.Status.OPEN) | Q(detected_at__gte=since))
         .select_related("channel", "closed_by")
@@ -37,8 +36,15 @@ def incident_list(
                 output_field=IntegerField(),
             ),
         )
-        .order_by("is_open", "-detected_at", "-id")[:limit]
+        .order_by("is_open", "-detected_at", "-id")
     )
+
+
+def incident_list(
+    *, user, recent_days: int = RECENT_DAYS, limit: int = INCIDENT_LIST_LIMIT
+) -> list[Incident]:
+    """The first ``limit`` of :func:`incidents_listed`. One statement."""
+    return list(incidents_listed(user=user, recent_days=recent_days)[:limit])
 
 
 def incident_for_page(*, user, pk: int) -> Incident | None:

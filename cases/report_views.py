@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 from datetime import datetime, time, timedelta
 
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import charts, permissions, reports
+from . import charts, exports, permissions, reports
 from .models import Department
 from .reports import figures
 
@@ -227,11 +226,6 @@ def overview(request):
     )
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @login_required
 def figure_csv(request, figure: str):
     if figure not in figures.FIGURES:
@@ -246,17 +240,13 @@ def figure_csv(request, figure: str):
         )
     period = period_of(form, request.user)
     _function, header = figures.FIGURES[figure]
-    writer = csv.writer(_Echo())
-
-    def lines():
-        yield writer.writerow(header)
-        for row in figures.figure_rows(figure, **period):
-            yield writer.writerow(row)
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
-    response["Content-Disposition"] = f'attachment; filename="{figure}-{start}-{end}.csv"'
-    return response
+    return exports.csv_response(
+        request,
+        header=header,
+        rows=exports.lazy_rows(lambda: figures.figure_rows(figure, **period)),
+        filename=f"{figure}-{start}-{end}.csv",
+    )
 
 
 @login_required

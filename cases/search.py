@@ -144,6 +144,20 @@ def search_customers(*, user, text: str, limit: int | None = None) -> tuple[list
     """Customers whose handle, e-mail address or phone number is ``text`` (in any spelling the
     identifiers accept), or whose name has its words; and whether there are more than ``limit``."""
     limit = limit or CUSTOMER_LIMIT
+    customers = customers_matching(user=user, text=text)
+    if customers is None:
+        return [], False
+    found = list(
+        customers.prefetch_related(
+            Prefetch("identities", queryset=Identity.objects.order_by("kind", "handle", "platform_id"))
+        ).order_by("name", "id")[: limit + 1]
+    )
+    return found[:limit], len(found) > limit
+
+
+def customers_matching(*, user, text: str) -> QuerySet[Customer] | None:
+    """Every customer :func:`search_customers` finds for ``text`` that ``user`` may see, unordered
+    (also the search's CSV); None when ``text`` can match no customer."""
     matching = []
     by_identity = selectors._identity_customers(text)
     if by_identity is not None:
@@ -156,17 +170,10 @@ def search_customers(*, user, text: str, limit: int | None = None) -> tuple[list
     else:
         matching.append(Customer.objects.filter(name__icontains=text).values_list("pk", flat=True))
     if not matching:
-        return [], False
+        return None
     first, *rest = (part.order_by() for part in matching)
     ids = first.union(*rest) if rest else first
-    found = list(
-        Customer.objects.filter(_visible_customers_q(user), pk__in=ids)
-        .prefetch_related(
-            Prefetch("identities", queryset=Identity.objects.order_by("kind", "handle", "platform_id"))
-        )
-        .order_by("name", "id")[: limit + 1]
-    )
-    return found[:limit], len(found) > limit
+    return Customer.objects.filter(_visible_customers_q(user), pk__in=ids)
 
 
 def _message_match(text: str) -> Q:

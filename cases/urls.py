@@ -2,10 +2,12 @@ from django.urls import path
 
 from . import (
     customer_panel_views,
+    export_views,
     handoff_views,
     health_views,
     incident_views,
     oncall_views,
+    queue_views,
     search_views,
     views,
 )
@@ -17,7 +19,14 @@ urlpatterns = [
     path("search/", search_views.search, name="search"),
     path("board/", views.board, name="board"),
     path("board/reassign/", views.board_reassign, name="board_reassign"),
+    path("export.csv", queue_views.queue_export, name="queue_export"),
+    path("views/", queue_views.saved_view_create, name="saved_view_create"),
+    path("views/<int:pk>/", queue_views.saved_view_open, name="saved_view"),
+    path("views/<int:pk>/rename/", queue_views.saved_view_rename, name="saved_view_rename"),
+    path("views/<int:pk>/delete/", queue_views.saved_view_delete, name="saved_view_delete"),
+    path("search/customers.csv", export_views.customers_export, name="customers_export"),
     path("incidents/", incident_views.incident_list, name="incidents"),
+    path("incidents/export.csv", export_views.incidents_export, name="incidents_export"),
     path("incidents/<int:pk>/", incident_views.incident_detail, name="incident"),
     path("incidents/<int:pk>/reply/", incident_views.incident_reply, name="incident_reply"),
     path("incidents/<int:pk>/close/", incident_views.incident_close, name="incident_close"),

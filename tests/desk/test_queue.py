@@ -13,8 +13,8 @@ from tests import factories
 from tests.desk.conftest import open_case
 
 # session, user, memberships, departments, "has open cases?" (default tab), the newest case
-# event (what the live socket checks it missed), the page's rows
-QUEUE_QUERIES = 7
+# event (what the live socket checks it missed), the page's rows, the agent's saved views
+QUEUE_QUERIES = 8
 
 
 def refs_on_page(response) -> list[str]:
