@@ -441,6 +441,10 @@ def case_set_status(*, case: Case, status: str, actor, reason: str = "") -> Case
         reason=reason,
     )
     _announce(case, "status")
+    if status == Case.Status.RESOLVED:
+        from .csat.services import survey_on_resolve
+
+        survey_on_resolve(case=case)  # asks the customer after commit, once per case
     return case
 
 

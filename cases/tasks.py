@@ -35,3 +35,10 @@ def channel_health_sweep() -> dict:
     from . import health
 
     return health.channel_health_sweep().as_dict()
+
+
+@shared_task(ignore_result=True)
+def csat_survey_send(case_id: int) -> bool:
+    from .csat import services as csat
+
+    return csat.survey_send(case_id=case_id) is not None

@@ -542,6 +542,15 @@ WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", de
 # A customer message on a resolved or closed case opens a new case after this long.
 CASE_REOPEN_WINDOW_DAYS = env.int("CASE_REOPEN_WINDOW_DAYS", default=7)
 
+# Satisfaction surveys (cases/csat): after a case is resolved its customer is asked, once, on
+# the channel they last wrote on, through a signed link to PUBLIC_URL/s/<token>/. Off unless
+# set, so no customer is sent a link before PUBLIC_URL names the public address. The question
+# goes this many minutes after resolving (a case reopened meanwhile is not asked), and its link
+# works for this many days.
+CASELINE_CSAT_ENABLED = env.bool("CASELINE_CSAT_ENABLED", default=False)
+CASELINE_CSAT_DELAY_MINUTES = env.int("CASELINE_CSAT_DELAY_MINUTES", default=0)
+CASELINE_CSAT_LINK_DAYS = env.int("CASELINE_CSAT_LINK_DAYS", default=14)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
