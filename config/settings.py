@@ -268,7 +268,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
     # Above the worker's 1 s BRPOP, so an idle worker never times out.
     "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    # Tasks are acknowledged late: one taken by a worker that then vanished (killed, its host
+    # lost) is handed to another worker this many seconds after it was taken. It must stay
+    # above the longest task and the longest countdown (a retry's delay), or a task still
+    # running or waiting would be run twice. Redis's default, an hour.
+    "visibility_timeout": env.float("CELERY_VISIBILITY_TIMEOUT", default=3600.0),
 }
+# How often a worker looks for such tasks (kombu's default: every 100 s).
+if _restore_every := env.float("CELERY_UNACKED_RESTORE_SECONDS", default=0.0):
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(unacked_restore_interval=_restore_every, unacked_restore_throttle=1)
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1,
     "interval_start": 0,
