@@ -18,6 +18,7 @@ naming the field).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection
 
 import phonenumbers
 from django.conf import settings
@@ -333,6 +334,7 @@ def identity_suggestions_record(
     author: Identity | None = None,
     before_lookup=None,
     returning: bool = True,
+    ours: Callable[[], Collection[tuple[str, str]]] | None = None,
 ) -> list[IdentitySuggestion]:
     """Record a suggestion for each e-mail address or phone number in ``text`` that is not
     ``customer``'s identity already; returns the open suggestions this text gave (new or
@@ -344,8 +346,12 @@ def identity_suggestions_record(
     Never links, creates or merges anything. A value already suggested to the customer (open,
     accepted or dismissed, of either kind) is not suggested again.
 
+    ``ours``, when given, returns the company's own (kind, canonical id) values, which are never
+    suggested (``connectors.own_contacts.own_contact_values``: the support address, the hotline);
+    it is called only when the text holds a value.
+
     Costs no query when the text holds no address or number other than the ``author``
-    identity's own; otherwise one look-up of the identities, and, unless every value is the
+    identity's own (and the company's list, read at most once a minute); otherwise one look-up of the identities, and, unless every value is the
     customer's own, one INSERT (values suggested before are skipped by the unique constraint)
     and, with ``returning``, one read of the open suggestions (ingest passes
     ``returning=False``). ``before_lookup``, when given, is called before identities are looked
@@ -357,6 +363,9 @@ def identity_suggestions_record(
         # The author's own address or number (a caller's number in a call's text) is no news.
         for kind in PHONE_KINDS if author.kind in PHONE_KINDS else (author.kind,):
             values.pop((kind, author.platform_id), None)
+    if values and ours is not None:
+        own = ours()  # the support address, the hotline: never the customer's
+        values = {key: raw for key, raw in values.items() if key not in own}
     if not values:
         return []
     if before_lookup is not None:

@@ -78,6 +78,14 @@ def _celery_inline(settings):
 
 
 @pytest.fixture(autouse=True)
+def _own_contacts_forgotten():
+    """The company's own addresses are read per process: each test reads its own channels'."""
+    from connectors import own_contacts
+
+    own_contacts.forget()
+
+
+@pytest.fixture(autouse=True)
 def _private_cache(settings):
     """Each test gets its own cache: login-failure counters and the like never leak between
     tests, or between test runs sharing one Redis."""

@@ -117,6 +117,38 @@ def test_unknown_values_are_suggested_as_new_contact_details(channel, django_ass
     assert again == phone and IdentitySuggestion.objects.count() == 2
 
 
+def test_our_own_support_address_and_hotline_are_never_suggested(channel, department, settings):
+    settings.DEFAULT_FROM_EMAIL = "Brand Care <care@brand.example>"
+    factories.ChannelFactory(
+        kind="email", slug="mailbox", department=department, account_id="Help@Brand.example"
+    )
+    factories.ChannelFactory(
+        kind="phone", slug="hotline", department=department, account_id="+44 20 7946 0000"
+    )
+
+    message = ingest.ingest(
+        channel=channel,
+        inbound=dm(
+            "d1",
+            "I wrote to help@brand.example and care@brand.example and called +44 20 7946 0000 twice;"
+            " reach me at dana@example.test",
+        ),
+    )
+
+    # only the customer's own address is news; ours are not offered as hers
+    suggested = set(IdentitySuggestion.objects.values_list("kind", "platform_id"))
+    assert suggested == {("email", "dana@example.test")}
+    assert IdentitySuggestion.objects.get().customer == message.identity.customer
+
+    # a channel added later is ours at once (the cache is dropped when a channel is saved)
+    factories.ChannelFactory(
+        kind="email", slug="billing-box", department=department, account_id="bills@brand.example"
+    )
+    ingest.ingest(channel=channel, inbound=dm("d2", "or bills@brand.example, or dana.two@example.test"))
+    suggested = set(IdentitySuggestion.objects.values_list("platform_id", flat=True))
+    assert suggested == {"dana@example.test", "dana.two@example.test"}
+
+
 def test_a_number_that_is_someones_whatsapp_is_not_also_suggested_as_a_new_phone(channel, rosa_by_mail):
     rosa, _, phone = rosa_by_mail
     phone.delete()

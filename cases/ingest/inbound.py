@@ -18,6 +18,7 @@ from channels_app.publish import publish_on_commit
 from config.rows import insert_linked, update_row
 from connectors import webhooks_out
 from connectors.base import DeliveryUpdate, InboundMessage
+from connectors.own_contacts import own_contact_values
 from customers.models import Identity
 from customers.services import identity_build, identity_refresh, identity_resolve, identity_suggestions_record
 
@@ -273,6 +274,7 @@ def _store(
         author=identity,
         before_lookup=ctx.flush_rows,
         returning=False,
+        ours=own_contact_values,
     )
     case_groups = triage.triage_groups(case)
     publish_on_commit(
