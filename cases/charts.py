@@ -201,3 +201,30 @@ def heat_map(
                 f'height="{cell_h - 1}"><title>{escape(row)} {escape(columns[ci])}: {value}</title></rect>'
             )
     return _close(head, parts)
+
+
+def sparkline(values: Sequence[float], *, title: str, width: int = 120, height: int = 24) -> SafeString:
+    """A small line of ``values`` (oldest first) for a table cell: no axes, the last point marked.
+
+    Sized by attributes, not style (CSP); ``title`` names it for screen readers and hover.
+    """
+    n = next(_ids)
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart sparkline" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-labelledby="chart-t{n}">'
+        f'<title id="chart-t{n}">{escape(title)}</title>'
+    )
+    if not values:
+        return _close(head, [])
+    top = max(values) or 1
+    step = (width - 4) / max(1, len(values) - 1)
+    points = [(2 + step * i, height - 2 - (height - 4) * value / top) for i, value in enumerate(values)]
+    path = " ".join(f"{_fmt(x)},{_fmt(y)}" for x, y in points)
+    last_x, last_y = points[-1]
+    return _close(
+        head,
+        [
+            f'<polyline class="chart-line chart-s0" points="{path}"/>',
+            f'<circle class="chart-s0" cx="{_fmt(last_x)}" cy="{_fmt(last_y)}" r="2"/>',
+        ],
+    )

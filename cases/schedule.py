@@ -30,6 +30,12 @@ CASES_BEAT_SCHEDULE = {
         "schedule": 5 * 60.0,
         "options": {"expires": 4 * 60},
     },
+    # Count the phrases of new customer messages for the topics page (incremental).
+    "cases-topics-refresh": {
+        "task": "cases.reports.topics_refresh",
+        "schedule": 15 * 60.0,
+        "options": {"expires": 14 * 60},
+    },
     # Close monitored cases that have been quiet for the configured number of days.
     "cases-monitoring-autoclose": {
         "task": "cases.tasks.monitoring_autoclose",

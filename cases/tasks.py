@@ -37,6 +37,14 @@ def channel_health_sweep() -> dict:
     return health.channel_health_sweep().as_dict()
 
 
+# Named into the reports queue: a long first count must not hold up the SLA sweeps.
+@shared_task(name="cases.reports.topics_refresh", ignore_result=True)
+def topics_refresh() -> dict:
+    from .topics import services as topics
+
+    return topics.topics_refresh().as_dict()
+
+
 @shared_task(ignore_result=True)
 def csat_survey_send(case_id: int) -> bool:
     from .csat import services as csat

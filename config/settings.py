@@ -559,6 +559,15 @@ CASELINE_CSAT_ENABLED = env.bool("CASELINE_CSAT_ENABLED", default=False)
 CASELINE_CSAT_DELAY_MINUTES = env.int("CASELINE_CSAT_DELAY_MINUTES", default=0)
 CASELINE_CSAT_LINK_DAYS = env.int("CASELINE_CSAT_LINK_DAYS", default=14)
 
+# The topics page (cases/topics): beat's topics job counts the phrases of new customer
+# messages per week; cells (and messages) older than this many weeks are left out. With the
+# sentence model on (the ``topics`` extra: pip install 'caseline[topics]'), messages alike in
+# meaning are also grouped into themes; it costs CPU and memory (see docs/benchmarks.md).
+CASELINE_TOPICS_KEEP_WEEKS = env.int("CASELINE_TOPICS_KEEP_WEEKS", default=52)
+CASELINE_TOPICS_SENTENCE_MODEL = env.bool("CASELINE_TOPICS_SENTENCE_MODEL", default=False)
+if CASELINE_TOPICS_KEEP_WEEKS < 2:
+    raise ImproperlyConfigured("CASELINE_TOPICS_KEEP_WEEKS must be at least 2 (this week and the last).")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -18,6 +18,7 @@ from .preferences import DeskPreferences
 from .promises import BusinessCalendar, ServicePromise
 from .signals import AlertSource, ChannelHealthAlert, KnownCustomerRule, MonitoringAlert, OnCallShift, Page
 from .timeline import Attachment, CaseEvent, Message
+from .topics import TopicState, TopicWeek
 from .triage import Incident, TriageSettings, default_intent_keywords, default_monitor_categories
 from .views import SavedView
 
@@ -48,6 +49,8 @@ __all__ = [
     "SatisfactionSurvey",
     "SavedView",
     "ServicePromise",
+    "TopicState",
+    "TopicWeek",
     "TriageSettings",
     "default_intent_keywords",
     "default_monitor_categories",
