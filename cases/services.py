@@ -39,23 +39,26 @@ def _case_groups(case: Case, *extra_users) -> list[str]:
     return names
 
 
-def _announce(case: Case, change: str, *extra_users) -> None:
-    """Tell every screen showing ``case`` that it changed (after commit)."""
-    publish_on_commit(
-        event={
-            "type": "case.changed",
-            "change": change,
-            "case_id": case.pk,
-            "reference": case.reference,
-            "department_id": case.department_id,
-            "assignee_id": case.assignee_id,
-            "status": case.status,
-            "priority": case.priority,
-            "sla_state": case.sla_state,
-            "due_at": case.due_at.isoformat() if case.due_at else None,
-        },
-        groups=_case_groups(case, *extra_users),
-    )
+def _announce(case: Case, change: str, *extra_users, actor=None) -> None:
+    """Tell every screen showing ``case`` that it changed (after commit).
+
+    An assignment names who made it (``actor_id``): the new assignee's desk notifies them
+    unless they took the case themselves."""
+    event = {
+        "type": "case.changed",
+        "change": change,
+        "case_id": case.pk,
+        "reference": case.reference,
+        "department_id": case.department_id,
+        "assignee_id": case.assignee_id,
+        "status": case.status,
+        "priority": case.priority,
+        "sla_state": case.sla_state,
+        "due_at": case.due_at.isoformat() if case.due_at else None,
+    }
+    if change == "assigned":
+        event["actor_id"] = actor.pk if actor is not None else None
+    publish_on_commit(event=event, groups=_case_groups(case, *extra_users))
 
 
 def record_event(
@@ -329,7 +332,7 @@ def case_assign(*, case: Case, assignee, actor, reason: str = "") -> Case:
         after={"assignee": new},
         reason=reason,
     )
-    _announce(case, "assigned", previous)
+    _announce(case, "assigned", previous, actor=actor)
     if assignee is not None:
         webhooks_out.emit("case.assigned", webhooks_out.case_payload(case))
     return case
@@ -358,7 +361,7 @@ def case_claim(*, case: Case, actor) -> Case:
         before={"assignee": None},
         after={"assignee": actor.pk},
     )
-    _announce(case, "assigned")
+    _announce(case, "assigned", actor=actor)
     webhooks_out.emit("case.assigned", webhooks_out.case_payload(case))
     return case
 

@@ -7,6 +7,7 @@ from . import (
     health_views,
     incident_views,
     oncall_views,
+    preferences_views,
     queue_views,
     search_views,
     views,
@@ -17,6 +18,7 @@ app_name = "desk"
 urlpatterns = [
     path("", views.queue, name="queue"),
     path("search/", search_views.search, name="search"),
+    path("me/settings/", preferences_views.my_settings, name="my_settings"),
     path("board/", views.board, name="board"),
     path("board/reassign/", views.board_reassign, name="board_reassign"),
     path("export.csv", queue_views.queue_export, name="queue_export"),

@@ -49,10 +49,10 @@ from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
 from django.utils.functional import empty
 
-from cases import drafts, permissions, selectors
+from cases import drafts, permissions, preferences, selectors
 from config.middleware import second_factor_owed
 
-from . import groups, hub, presence, replay
+from . import groups, hub, notify, presence, replay
 from .presence import PUSH_CONTEXT
 from .rows import (  # noqa: F401  (imported from here by the hub and tests)
     EVENTS_WITHOUT_ROWS,
@@ -143,6 +143,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.board_sent = 0.0
         self.typing_check: asyncio.Task | None = None
         self.alerted: deque = deque(maxlen=32)
+        self.prefs: dict = {"notify": [], "sound": False, "theme": "system", "followed": []}
+        self.followed: set[int] = set()
+        self.noticed = notify.Recent()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
@@ -169,7 +172,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 return
         self.joined = names
         await self.accept()
-        await self.send_json({"type": "hello", "role": self.role})
+        await self.send_json({"type": "hello", "role": self.role, "prefs": self._page_prefs()})
 
     def _load_role(self) -> tuple[bool, str, set[int]]:
         """Whether the user still owes a second factor, their role and their departments.
@@ -178,7 +181,16 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         memberships, which the departments then read (and cache for this socket).
         """
         owes_mfa = second_factor_owed(self.scope.get("session"), self.user) is not None
+        if not owes_mfa:
+            self._set_prefs(preferences.socket_preferences(user=self.user))
         return owes_mfa, permissions.role_of(self.user), permissions.department_ids(self.user)
+
+    def _set_prefs(self, prefs: dict) -> None:
+        self.prefs, self.followed = prefs, set(prefs["followed"])
+
+    def _page_prefs(self) -> dict:
+        """What the page applies itself: the theme (mirrored in localStorage) and the chime."""
+        return {"theme": self.prefs["theme"], "sound": self.prefs["sound"]}
 
     async def disconnect(self, code):
         for task in (self.board_task, self.typing_check):
@@ -315,10 +327,18 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             if kind == "incident.opened":
                 await self._incident(event_id, event)
                 return
+            if kind == "prefs.changed":
+                if event.get("user_id") == self.user.pk:
+                    self._set_prefs(
+                        await database_sync_to_async(preferences.socket_preferences)(user=self.user)
+                    )
+                    await self.send_json({"type": "prefs", **self._page_prefs()})
+                return
             case_ids = event_case_ids(event)
             if not case_ids or not self.wants(kind, case_ids):
                 return
             seq, rows = rows if rows is not None else await live_rows.get(event_id, case_ids)
+            await self._notify(kind, event, rows)
             await self._apply(event_id, kind, event, case_ids, rows, seq=seq)
         except Exception:  # one bad event must not close the agent's socket
             logger.exception("live event %s could not be pushed", kind)
@@ -372,7 +392,20 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             or (self.watching is not None and self.watching.case_id in case_ids)
             or kind == "sla.warning"
             or (self.role in ("admin", "supervisor") and kind in presence.SUPERVISOR_ALERTS)
+            or notify.may_notify(kind, self.prefs["notify"])
         )
+
+    async def _notify(self, kind: str, event: dict, rows: dict):
+        """Send the desktop notices this event brings the user (live events only, never replays)."""
+        found = notify.notices(
+            kind=kind, event=event, rows=rows, user_id=self.user.pk, wanted=self.prefs["notify"],
+            followed=self.followed,
+        )  # fmt: skip
+        now = time.monotonic()
+        for notice in found:
+            key = notice["tag"] + (f":{event.get('message_id')}" if kind == "message.added" else "")
+            if self.noticed.fresh(key, now):
+                await self.send_json({"type": "notify", **notice, "sound": self.prefs["sound"]})
 
     def _sees(self, case) -> bool:
         """The queue rule of visibility: admin, the case's department, or the case's assignee."""

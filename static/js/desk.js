@@ -489,6 +489,8 @@
       if (handler) {
         handler(message);
       }
+      // Other scripts (comforts.js: notifications, the theme) hear every push too.
+      document.dispatchEvent(new window.CustomEvent("caseline:push", { detail: message }));
     };
     socket.onclose = function (event) {
       window.clearInterval(pingTimer);
