@@ -165,13 +165,17 @@ def case_open(
     return case
 
 
-def case_apply_message(case: Case, *, direction: str, kind: str, channel, at: datetime) -> tuple[str, dict]:
+def case_apply_message(
+    case: Case, *, direction: str, kind: str, channel, at: datetime, call_duration: int | None = None
+) -> tuple[str, dict]:
     """Move ``case``'s timestamps, status and clocks for a new message written at ``at``; no saving.
 
     Returns the CaseEvent kind the message is recorded with and the case's status before.
     Inbound messages reopen resolved cases and start the clocks we owe; outbound replies
-    stop the response clocks; internal notes change nothing. The caller holds the case's
-    row lock and saves the case (``message_add``, ``cases.ingest``).
+    stop the response clocks; internal notes change nothing. An inbound call that lasted
+    (``call_duration`` over zero: someone picked up) was answered as it began, so it owes no
+    response; a missed call does. The caller holds the case's row lock and saves the case
+    (``message_add``, ``cases.ingest``).
     """
     before = {"status": case.status}
     if direction == Message.Direction.IN:
@@ -184,6 +188,8 @@ def case_apply_message(case: Case, *, direction: str, kind: str, channel, at: da
             case.status = Case.Status.OPEN
             case.resolved_at = case.closed_at = None
         sla.on_inbound(case, channel=channel, at=at)
+        if kind == Message.Kind.CALL and call_duration:
+            sla.on_reply(case, at=at)  # answered on the phone
         event_kind = CaseEvent.Kind.CALL if kind == Message.Kind.CALL else CaseEvent.Kind.MESSAGE_IN
     elif direction == Message.Direction.OUT:
         case.last_outbound_at = at
@@ -249,7 +255,9 @@ def message_add(
         delivery_state=delivery_state,
         triage=triage or {},
     )
-    event_kind, before = case_apply_message(case, direction=direction, kind=kind, channel=channel, at=at)
+    event_kind, before = case_apply_message(
+        case, direction=direction, kind=kind, channel=channel, at=at, call_duration=call_duration
+    )
     case.save()
     after = {"status": case.status} if case.status != before["status"] else {}
     record_event(

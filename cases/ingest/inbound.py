@@ -220,7 +220,12 @@ def _store(
         recording_url=inbound.recording_url[:500],
     )
     event_kind, before = services.case_apply_message(
-        case, direction=Message.Direction.IN, kind=inbound.kind, channel=channel, at=inbound.sent_at
+        case,
+        direction=Message.Direction.IN,
+        kind=inbound.kind,
+        channel=channel,
+        at=inbound.sent_at,
+        call_duration=inbound.call_duration,
     )
     repeat_contacts = 0 if new_customer else ctx.repeat_contacts(case.customer_id, inbound.sent_at)
     if repeat_contacts is None:

@@ -268,7 +268,12 @@ def _adopt_early_replies(parent: Message, inbound: InboundMessage, ctx: IngestCo
     Message.objects.filter(pk__in=old_case_of).update(case=case)
     for message in moved:
         services.case_apply_message(
-            case, direction=message.direction, kind=message.kind, channel=message.channel, at=message.sent_at
+            case,
+            direction=message.direction,
+            kind=message.kind,
+            channel=message.channel,
+            at=message.sent_at,
+            call_duration=message.call_duration,
         )
     case.save()
     by_case: dict[int, list[int]] = defaultdict(list)

@@ -350,3 +350,62 @@ def test_channel_without_a_promise_starts_no_clock(customer, department):
     start = datetime(2025, 1, 7, 10, 0, tzinfo=UTC)
     case = inbound(open_case(customer, bare, start), bare, start)
     assert case.due_at is None and case.sla_state == Case.SlaState.NONE
+
+
+@pytest.fixture
+def phone_channel(department):
+    ch = factories.ChannelFactory(
+        kind="phone", name="Hotline", slug="hotline", department=department, account_id="+14155550100"
+    )
+    factories.ServicePromiseFactory(channel=ch, first_response_minutes=30, next_response_minutes=30)
+    return ch
+
+
+def phone_call(channel, call_sid: str, at: datetime, duration: int):
+    from cases import ingest
+    from connectors.base import InboundMessage
+
+    call = InboundMessage(
+        platform="phone", external_id=call_sid, author_id="+14155550199", kind="call", sent_at=at,
+        text="Call from +14155550199", call_duration=duration,
+    )  # fmt: skip
+    with time_machine.travel(at, tick=False):
+        return ingest.ingest(channel=channel, inbound=call).case
+
+
+@pytest.mark.parametrize("duration", [0, 95])
+def test_an_answered_call_owes_no_response_and_a_missed_one_does(phone_channel, duration):
+    start = datetime(2025, 1, 7, 10, 0, tzinfo=UTC)
+
+    case = Case.objects.get(pk=phone_call(phone_channel, "CA1", start, duration).pk)
+
+    if duration:  # someone picked up: the customer was answered as the call began
+        assert case.first_responded_at == start
+        assert case.first_response_due_at is None and case.response_risk_at is None
+    else:  # a missed call waits for a call back
+        assert case.first_responded_at is None
+        assert case.first_response_due_at == start + timedelta(minutes=30)
+    assert case.last_inbound_at == start
+
+
+def test_an_answered_call_after_our_answer_starts_no_next_response_clock(customer, phone_channel, agent):
+    start = datetime(2025, 1, 7, 10, 0, tzinfo=UTC)
+    case = phone_call(phone_channel, "CA1", start, 0)  # missed
+    reply(case, phone_channel, agent, start + timedelta(minutes=10), kind="call")  # we called back
+    later = start + timedelta(hours=2)
+
+    case = Case.objects.get(pk=phone_call(phone_channel, "CA2", later, 240).pk)  # they call, we pick up
+    assert case.next_response_due_at is None and case.due_at == case.resolution_due_at
+    assert case.first_responded_at == start + timedelta(minutes=10)
+
+    # a call an agent logs by hand counts the same
+    with time_machine.travel(later + timedelta(hours=1), tick=False):
+        services.message_add(
+            case=case, direction="in", kind="call", text="Call from the customer", channel=phone_channel,
+            author=agent, call_duration=60, sent_at=later + timedelta(hours=1),
+        )  # fmt: skip
+    case.refresh_from_db()
+    assert case.next_response_due_at is None
+    missed_at = later + timedelta(hours=2)
+    case = Case.objects.get(pk=phone_call(phone_channel, "CA3", missed_at, 0).pk)
+    assert case.next_response_due_at == missed_at + timedelta(minutes=30)
