@@ -57,16 +57,14 @@ def unavailable() -> str | None:
     made = ip("netns", "add", probe, check=False)
     if made.returncode:
         return f"ip netns add failed: {made.stderr.strip()}"
+    link = f"{PREFIX}p{os.getpid() % 100000}"
     try:
-        link = f"{PREFIX}p{os.getpid() % 100000}"
         veth = ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", probe, check=False)
         if veth.returncode:
             return f"ip link add type veth failed: {veth.stderr.strip()}"
     finally:
-        ip(
-            "link", "del", f"{PREFIX}p{os.getpid() % 100000}", check=False
-        )  # gone with the namespace, else here
-        ip("netns", "del", probe, check=False)
+        ip("netns", "del", probe, check=False)  # takes the veth pair with it
+        ip("link", "del", link, check=False)
     return None
 
 
@@ -100,8 +98,12 @@ def _remove_leftovers(n: int) -> None:
     """Remove the network of subnet ``n`` left by an earlier run (its forwarders too)."""
     state = STATE_DIR / f"{n}"
     for line in state.read_text().splitlines()[1:] if state.exists() else []:
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.killpg(int(line), signal.SIGKILL)
+        # Only our forwarders (a pid may have been reused since); host processes go with
+        # their namespaces below.
+        with contextlib.suppress(OSError, ValueError):
+            command = Path(f"/proc/{int(line)}/cmdline").read_bytes().split(b"\0")
+            if command[0].endswith(b"socat") and f"bind=10.77.{n}.1,".encode() in b" ".join(command):
+                os.kill(int(line), signal.SIGKILL)
     for namespace in ip("netns", "list", check=False).stdout.split():
         if namespace.startswith(f"{PREFIX}{n}-"):
             _kill_namespace_processes(namespace)
@@ -158,6 +160,7 @@ class Host:
         for process in self.processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.process.pid, signal.SIGTERM)
+                os.killpg(process.process.pid, signal.SIGCONT)  # a frozen process too
 
     def stop(self) -> None:
         for process in reversed(self.processes):
