@@ -145,6 +145,8 @@ def survey_send(*, case_id: int) -> SatisfactionSurvey | None:
         return None
     if SatisfactionSurvey.objects.filter(case=case).exists():
         return None
+    if case.customer.erased_at is not None:  # nobody left to ask
+        return None
     if case.customer.surveys_opt_out:
         _skip(case, SKIPPED_OPTED_OUT, "The customer asked not to be sent surveys.")
         return None

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from cases import services
 from cases.csat import links
@@ -195,3 +196,12 @@ def test_the_survey_credits_who_had_the_case_at_resolution(mailbox, agent, other
 
     survey.refresh_from_db()
     assert (survey.department_id, survey.agent_id) == (case.department_id, agent.pk)
+
+
+def test_an_erased_customer_is_not_asked(mailbox, agent, resolve):
+    case = open_case(channel=mailbox, kind="email", assignee=agent)
+    case.customer.erased_at = timezone.now()
+    case.customer.save(update_fields=["erased_at"])
+
+    assert resolve(case, agent) is None
+    assert not Message.objects.filter(case=case, direction="out").exists()
