@@ -40,281 +40,46 @@ on machines of different speed; each processing phase records it again just befo
 after, with the share of CPU time the hypervisor gave elsewhere meanwhile). ``REDIS_URL`` defaults to
 ``redis://127.0.0.1:6379/13``: a database number of its own, so no test worker sees
 the bench's tasks.
+
+The stream it sends, the acknowledgement through daphne or uvicorn and the CPU accounting
+are in ``bench/_ingest_stream.py``, ``bench/_ingest_http.py`` and ``bench/_machine.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
 import json
 import multiprocessing
 import os
 import platform
-import random
 import re
 import statistics
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
+
+from _ingest_http import acknowledge_daphne
+from _ingest_stream import (
+    MAILBOX,
+    MIX,
+    PAGE_ID,
+    PHONE_NUMBER,
+    PUBLIC_URL,
+    QUEUE,
+    SECRETS,
+    WA_NUMBER_ID,
+    X_ACCOUNT,
+    Stream,
+)
+from _machine import _cpu_seconds, _cpu_ticks, _python_speed_ms, _steal_share
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
 THROWAWAY = "caseline_bench_ingest"
-QUEUE = "caseline-bench-ingest"
-PUBLIC_URL = "https://care.bench.example"
-
-SECRETS = {
-    "CASELINE_BENCH_X_CONSUMER_SECRET": "bench-x-consumer-secret",
-    "CASELINE_BENCH_META_APP_SECRET": "bench-meta-app-secret",
-    "CASELINE_BENCH_MAIL_WEBHOOK": "inbound:bench-mail-password",
-    "CASELINE_BENCH_TWILIO_TOKEN": "bench-twilio-token",
-}
-X_ACCOUNT, PAGE_ID, WA_NUMBER_ID = "777000", "104000000000777", "106540352240777"
-MAILBOX, PHONE_NUMBER = "support@bench.example", "+14155550100"
-# Share of each platform in the stream.
-MIX = {"x_tweet": 25, "x_dm": 15, "messenger": 15, "whatsapp": 20, "email": 15, "call": 10}
-TEXTS = [
-    "my router has been dead since Monday and nobody answers the phone",
-    "I was charged twice this month, I want a refund",
-    "thanks, the engineer was great!",
-    "how do I change the billing address on my account?",
-    "still no signal in the whole street, is there an outage?",
-    "this is the third time I write, cancel my contract please",
-    "the app keeps logging me out",
-    "what a terrible service, never again",
-    "can you send me the invoice for March?",
-    "parcel arrived damaged, box was soaked",
-]
-
-
-# --- payloads ---------------------------------------------------------------------------------
-
-
-class Stream:
-    """N signed webhook requests of every platform; 30% continue an earlier conversation."""
-
-    def __init__(self, n: int, *, seed: int, tag: str, reply_share: float = 0.3):
-        self.rng = random.Random(seed)
-        self.tag = tag
-        self.n = n
-        self.reply_share = reply_share
-        self.seq = 0
-        self.started: dict[str, list[dict]] = {kind: [] for kind in MIX}
-        self.now = datetime.now(UTC) - timedelta(minutes=30)
-
-    def _id(self) -> int:
-        self.seq += 1
-        return self.seq
-
-    def _at(self) -> datetime:
-        self.now += timedelta(milliseconds=50)
-        return self.now
-
-    def requests(self) -> list[dict]:
-        kinds, weights = zip(*MIX.items(), strict=True)
-        out = []
-        for _ in range(self.n):
-            kind = self.rng.choices(kinds, weights)[0]
-            parent = None
-            if self.started[kind] and self.rng.random() < self.reply_share:
-                parent = self.rng.choice(self.started[kind][-2000:])
-            request, thread = getattr(self, f"_{kind}")(parent)
-            if parent is None:
-                self.started[kind].append(thread)
-            out.append(request)
-        return out
-
-    def _text(self) -> str:
-        return f"{self.rng.choice(TEXTS)} ({self.tag}-{self.seq})"
-
-    def _x_tweet(self, parent):
-        at, n = self._at(), self._id()
-        author = parent["author"] if parent else f"{self.tag}x{n}"
-        tweet = {
-            "created_at": at.strftime("%a %b %d %H:%M:%S +0000 %Y"),
-            "id_str": f"{self.tag}{n}",
-            "text": f"@brand {self._text()}",
-            "user": {
-                "id_str": author,
-                "name": f"Person {author}",
-                "screen_name": f"p{author}",
-                "followers_count": self.rng.choice([12, 150, 1200, 25000]),
-                "verified": False,
-            },
-        }
-        if parent:
-            tweet["in_reply_to_status_id_str"] = parent["last"]
-            tweet["in_reply_to_user_id_str"] = X_ACCOUNT
-        body = json.dumps({"for_user_id": X_ACCOUNT, "tweet_create_events": [tweet]}).encode()
-        thread = {"author": author, "last": tweet["id_str"]}
-        return _x_request(body), thread
-
-    def _x_dm(self, parent):
-        at, n = self._at(), self._id()
-        author = parent["author"] if parent else f"{self.tag}d{n}"
-        event = {
-            "type": "message_create",
-            "id": f"{self.tag}{n}",
-            "created_timestamp": str(int(at.timestamp() * 1000)),
-            "message_create": {
-                "target": {"recipient_id": X_ACCOUNT},
-                "sender_id": author,
-                "message_data": {"text": self._text()},
-            },
-        }
-        users = {author: {"id": author, "name": f"Person {author}", "screen_name": f"p{author}"}}
-        body = json.dumps(
-            {"for_user_id": X_ACCOUNT, "direct_message_events": [event], "users": users}
-        ).encode()
-        return _x_request(body), {"author": author}
-
-    def _messenger(self, parent):
-        at, n = self._at(), self._id()
-        psid = parent["author"] if parent else f"{self.tag}m{n}"
-        message = {"mid": f"m_{self.tag}{n}", "text": self._text()}
-        if parent:
-            message["reply_to"] = {"mid": parent["last"]}
-        ms = int(at.timestamp() * 1000)
-        body = json.dumps(
-            {
-                "object": "page",
-                "entry": [
-                    {
-                        "id": PAGE_ID,
-                        "time": ms,
-                        "messaging": [
-                            {
-                                "sender": {"id": psid},
-                                "recipient": {"id": PAGE_ID},
-                                "timestamp": ms,
-                                "message": message,
-                            }
-                        ],
-                    }
-                ],
-            }
-        ).encode()
-        return _meta_request("bench-messenger", body), {"author": psid, "last": message["mid"]}
-
-    def _whatsapp(self, parent):
-        at, n = self._at(), self._id()
-        wa_id = parent["author"] if parent else str(15550000000 + n)
-        message = {
-            "from": wa_id,
-            "id": f"wamid.{self.tag}{n}",
-            "timestamp": str(int(at.timestamp())),
-            "type": "text",
-            "text": {"body": self._text()},
-        }
-        if parent:
-            message["context"] = {"from": "15550783881", "id": parent["last"]}
-        value = {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": WA_NUMBER_ID},
-            "contacts": [{"profile": {"name": f"Person {wa_id}"}, "wa_id": wa_id}],
-            "messages": [message],
-        }
-        body = json.dumps(
-            {
-                "object": "whatsapp_business_account",
-                "entry": [{"id": "102290129340777", "changes": [{"value": value, "field": "messages"}]}],
-            }
-        ).encode()
-        return _meta_request("bench-whatsapp", body), {"author": wa_id, "last": message["id"]}
-
-    def _email(self, parent):
-        at, n = self._at(), self._id()
-        address = parent["author"] if parent else f"{self.tag}.{n}@customers.example"
-        mail = EmailMessage()
-        mail["From"] = f"Person {n} <{address}>"
-        mail["To"] = MAILBOX
-        mail["Subject"] = ("Re: " + parent["subject"]) if parent else f"Help needed {self.tag}-{n}"
-        mail["Date"] = format_datetime(at)
-        mail["Message-ID"] = make_msgid(idstring=f"{self.tag}{n}", domain="customers.example")
-        if parent:
-            mail["In-Reply-To"] = parent["last"]
-            mail["References"] = " ".join(parent["refs"] + [parent["last"]])
-        mail.set_content(f"Hello,\n\n{self._text()}\n\nRegards,\nPerson {n}\n")
-        raw = mail.as_bytes()
-        thread = {
-            "author": address,
-            "last": mail["Message-ID"],
-            "refs": (parent["refs"] + [parent["last"]]) if parent else [],
-            "subject": mail["Subject"] if not parent else parent["subject"],
-        }
-        auth = base64.b64encode(SECRETS["CASELINE_BENCH_MAIL_WEBHOOK"].encode()).decode()
-        request = {
-            "path": "/webhooks/bench-mail/",
-            "body": raw,
-            "content_type": "message/rfc822",
-            "headers": {"HTTP_AUTHORIZATION": f"Basic {auth}"},
-        }
-        return request, thread
-
-    def _call(self, parent):
-        at, n = self._at(), self._id()
-        number = parent["author"] if parent else f"+1415{(2000000 + n) % 10_000_000:07d}"
-        duration = self.rng.randint(20, 900)
-        params = {
-            "AccountSid": "AC" + "0" * 32,
-            "CallSid": f"CA{self.tag}{n:030d}"[:34],
-            "CallStatus": "completed",
-            "Direction": "inbound",
-            "From": number,
-            "To": PHONE_NUMBER,
-            "CallDuration": str(duration),
-            "Timestamp": format_datetime(at + timedelta(seconds=duration)),
-            "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE{self.tag}{n}",
-        }
-        body = urlencode(params).encode()
-        path = "/webhooks/bench-phone/"
-        from connectors import voice
-
-        sig = voice.signature(
-            SECRETS["CASELINE_BENCH_TWILIO_TOKEN"], PUBLIC_URL + path, sorted(params.items())
-        )
-        request = {
-            "path": path,
-            "body": body,
-            "content_type": "application/x-www-form-urlencoded",
-            "headers": {"HTTP_X_TWILIO_SIGNATURE": sig},
-        }
-        return request, {"author": number}
-
-
-def _x_request(body: bytes) -> dict:
-    from connectors import x
-
-    return {
-        "path": "/webhooks/bench-x/",
-        "body": body,
-        "content_type": "application/json",
-        "headers": {
-            "HTTP_X_TWITTER_WEBHOOKS_SIGNATURE": x.signature(
-                SECRETS["CASELINE_BENCH_X_CONSUMER_SECRET"], body
-            )
-        },
-    }
-
-
-def _meta_request(slug: str, body: bytes) -> dict:
-    from connectors import meta
-
-    return {
-        "path": f"/webhooks/{slug}/",
-        "body": body,
-        "content_type": "application/json",
-        "headers": {
-            "HTTP_X_HUB_SIGNATURE_256": meta.signature(body, SECRETS["CASELINE_BENCH_META_APP_SECRET"])
-        },
-    }
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -417,199 +182,6 @@ def acknowledge(requests: list[dict], workers: int) -> dict:
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
     }
-
-
-# --- acknowledgement through daphne ----------------------------------------------------------
-
-
-def _raw_request(request: dict) -> bytes:
-    """The HTTP/1.1 bytes of one stream request (its WSGI-style ``HTTP_*`` headers spelt out)."""
-    lines = [
-        f"POST {request['path']} HTTP/1.1",
-        "Host: 127.0.0.1",
-        f"Content-Type: {request['content_type']}",
-        f"Content-Length: {len(request['body'])}",
-    ]
-    for key, value in request["headers"].items():
-        name = "-".join(part.capitalize() for part in key.removeprefix("HTTP_").split("_"))
-        lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request["body"]
-
-
-async def _http_connection(port: int, raw: list[bytes], latencies: list[float], statuses: dict) -> None:
-    """Send ``raw`` requests one after the other on one keep-alive connection."""
-    import asyncio
-
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for data in raw:
-            began = time.perf_counter()
-            writer.write(data)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length, chunked = 0, False
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True
-            if chunked:
-                while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
-                    await reader.readexactly(size + 2)
-                await reader.readuntil(b"\r\n")
-            elif length:
-                await reader.readexactly(length)
-            latencies.append(time.perf_counter() - began)
-            code = int(head.split(b" ", 2)[1])
-            statuses[code] = statuses.get(code, 0) + 1
-            if head.lower().find(b"connection: close") >= 0:
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    finally:
-        writer.close()
-
-
-def _http_loader(port: int, raw: list[bytes], concurrency: int, out) -> None:
-    import asyncio
-
-    latencies: list[float] = []
-    statuses: dict = {}
-
-    async def run() -> None:
-        await asyncio.gather(
-            *(_http_connection(port, raw[i::concurrency], latencies, statuses) for i in range(concurrency))
-        )
-
-    cpu = time.process_time()
-    asyncio.run(run())
-    out.send({"latencies": latencies, "statuses": statuses, "cpu": time.process_time() - cpu})
-
-
-def _cpu_seconds(pid: int, **kwargs) -> float:
-    """``tests.faults.servers.cpu_seconds`` (importable once ``main`` has put the project on the path)."""
-    from tests.faults.servers import cpu_seconds
-
-    return cpu_seconds(pid, **kwargs)
-
-
-def _python_speed_ms() -> float:
-    from tests.faults.servers import python_speed_ms
-
-    return python_speed_ms()
-
-
-def _servers_cpu_seconds(processes) -> float:
-    """CPU seconds of the server processes and of their child processes (uvicorn's workers)."""
-    pids = {p.process.pid for p in processes}
-    for pid in list(pids):
-        with contextlib.suppress(FileNotFoundError):
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            pids.update(int(c) for c in children)
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += _cpu_seconds(pid, reaped_children=True)
-    return total
-
-
-def _backend_cpu_seconds() -> float:
-    """CPU seconds of every PostgreSQL backend connected to the bench database but this one."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        pids = [row[0] for row in cursor.fetchall()]
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += _cpu_seconds(pid)
-    return total
-
-
-def acknowledge_daphne(requests: list[dict], servers: int, concurrency: int, server: str = "daphne") -> dict:
-    """POST the stream to daphne (``config.asgi:application``, as in production) on 127.0.0.1:
-    ``servers`` processes on one socket, ``concurrency`` keep-alive connections from one
-    asyncio client process. ``server="uvicorn"`` serves the same app with uvicorn instead."""
-    from django.db import connections
-
-    from tests.faults import servers as fault_servers
-
-    env = {k: v for k, v in os.environ.items() if k != "DB_POOL"}
-    env.update({"FAULTS_ASGI": "config.asgi:application", "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
-    if server == "uvicorn":
-        daphnes, port = fault_servers.start_uvicorn(env, processes=servers, log_level="info")
-    else:
-        daphnes, port = fault_servers.start_daphne(env, processes=servers, access_log=False)
-    try:
-        raw = [_raw_request(r) for r in requests]
-        # Warm each process up (imports, connections), outside the measurement.
-        warm: dict = {}
-        import asyncio
-
-        asyncio.run(
-            _http_connection(
-                port,
-                [b"GET /webhooks/bench-x/?crc_token=warm HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"] * 20,
-                [],
-                warm,
-            )
-        )
-        connections.close_all()
-        server_cpu = _servers_cpu_seconds(daphnes)
-        db_cpu = _backend_cpu_seconds()
-        connections.close_all()
-        ctx = multiprocessing.get_context("fork")
-        parent, child = ctx.Pipe(duplex=False)
-        began = time.perf_counter()
-        proc = ctx.Process(target=_http_loader, args=(port, raw, concurrency, child))
-        proc.start()
-        result = parent.recv()
-        proc.join()
-        elapsed = time.perf_counter() - began
-        server_cpu = _servers_cpu_seconds(daphnes) - server_cpu
-        db_cpu = _backend_cpu_seconds() - db_cpu
-        connections.close_all()
-    finally:
-        for process in daphnes:
-            process.stop()
-    latencies = sorted(result["latencies"])
-    n = len(requests)
-    return {
-        "webhooks": n,
-        "server": server,
-        "servers": servers,
-        "concurrency": concurrency,
-        "seconds": round(elapsed, 2),
-        "per_second": round(n / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
-        "statuses": {str(k): v for k, v in sorted(result["statuses"].items())},
-        # CPU per acknowledged webhook: daphne processes, their PostgreSQL backends, and the
-        # load generator (which shares the machine). cores * 1000 / server+db is what two
-        # idle cores would reach without the client.
-        "cpu_ms_per_webhook": {
-            "daphne": round(server_cpu * 1000 / n, 3),
-            "postgres": round(db_cpu * 1000 / n, 3),
-            "client": round(result["cpu"] * 1000 / n, 3),
-        },
-        "idle_machine_estimate_per_second": round(
-            (os.cpu_count() or 1) * n / max(server_cpu + db_cpu, 1e-9), 1
-        ),
-        "broker_messages": _queue_length(),
-    }
-
-
-def _queue_length() -> int:
-    from config.celery import app
-
-    with app.connection_for_write() as conn:
-        try:
-            return conn.default_channel.queue_declare(QUEUE, passive=True).message_count
-        except conn.channel_errors:  # on Redis an empty queue is no key at all
-            return 0
 
 
 def _process_worker(processor: str, batch: int, out) -> None:
@@ -773,24 +345,6 @@ def process(processor: str, workers: int, batch: int, analyze_every: float = 0) 
             "steal_share": _steal_share(ticks_before, ticks_after),
         },
     }
-
-
-def _cpu_ticks() -> list[int]:
-    """The machine's CPU ticks by kind, from /proc/stat's ``cpu`` line ([] off Linux)."""
-    try:
-        with open("/proc/stat") as stat:
-            return [int(v) for v in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return []
-
-
-def _steal_share(before: list[int], after: list[int]) -> float | None:
-    """Steal ticks (the eighth field) as a share of all ticks between two readings."""
-    if len(before) < 8 or len(after) < 8:
-        return None
-    delta = [b - a for a, b in zip(before, after, strict=False)]
-    total = sum(delta[:8])
-    return round(delta[7] / total, 3) if total else None
 
 
 # Failed batches a worker tries again before it gives up (a lost deadlock, a restart).

@@ -21,6 +21,8 @@ errors, sockets held, pushes received, processing throughput and the integrity c
 
     .venv/bin/python bench/load.py                        # 200/s for 30 s, 50 agents, 1,000 sockets
     .venv/bin/python bench/load.py --rate 100 --duration 60 --sockets 500
+
+The per-endpoint figures (``Timings``, ``merge``, ``table``) are in ``bench/_load_figures.py``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,6 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(ROOT))
 
+from _load_figures import Timings, merge, table  # noqa: E402
+
 from tests.faults import servers, traffic  # noqa: E402
 from tests.faults.client import percentile, ws_frame, ws_handshake  # noqa: E402
 
@@ -57,53 +61,6 @@ FIRST_MESSAGE = 10_000_000
 REPLY_KINDS = {"x", "facebook", "instagram", "whatsapp", "email"}
 # Requests one inbound generator keeps in flight; more wait their turn (and are late).
 IN_FLIGHT = 64
-
-
-# --- figures ------------------------------------------------------------------------------------
-
-
-class Timings:
-    """Latencies and outcomes per endpoint name."""
-
-    def __init__(self):
-        self.seconds: dict[str, list[float]] = defaultdict(list)
-        self.outcomes: dict[str, Counter] = defaultdict(Counter)
-
-    def add(self, name: str, seconds: float, outcome) -> None:
-        self.seconds[name].append(seconds)
-        self.outcomes[name][str(outcome)] += 1
-
-    def export(self) -> dict:
-        return {"seconds": dict(self.seconds), "outcomes": {k: dict(v) for k, v in self.outcomes.items()}}
-
-
-def merge(exports: list[dict]) -> Timings:
-    merged = Timings()
-    for data in exports:
-        for name, values in data["seconds"].items():
-            merged.seconds[name].extend(values)
-        for name, counts in data["outcomes"].items():
-            merged.outcomes[name].update(counts)
-    return merged
-
-
-def table(timings: Timings, elapsed) -> dict:
-    rows = {}
-    for name in sorted(timings.seconds):
-        values = timings.seconds[name]
-        outcomes = timings.outcomes[name]
-        ok = sum(n for status, n in outcomes.items() if status.startswith(("101", "2", "3")))
-        rows[name] = {
-            "requests": len(values),
-            "per_second": round(len(values) / max(elapsed(name), 0.001), 1),
-            "p50_ms": round(percentile(values, 50) * 1000, 1),
-            "p95_ms": round(percentile(values, 95) * 1000, 1),
-            "p99_ms": round(percentile(values, 99) * 1000, 1),
-            "max_ms": round(max(values, default=0) * 1000, 1),
-            "errors": len(values) - ok,
-            "outcomes": dict(outcomes),
-        }
-    return rows
 
 
 # --- a platform API that takes every reply ------------------------------------------------------
