@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import (
     canned,
     customer_panel,
+    department_clock,
     drafts,
     escalation,
     forms,
@@ -123,6 +124,7 @@ def _case_context(request: HttpRequest, page: selectors.CasePage, **composer) ->
         "timeline": timeline,
         **customer_panel.panel_context(user=request.user, page=page, identities=identities),
         "presence": drafts.presence_read(case_id=case.pk),
+        "department_clock": department_clock.case_department_clock(case=case),
         "rendered_at": _now_iso(),
         **selectors.case_actions_context(user=request.user, case=case, timeline=timeline),
         **_composer_context(request, case, identities=identities, timeline=timeline, **composer),

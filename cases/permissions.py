@@ -146,6 +146,18 @@ def report_department_ids(user) -> set[int] | None:
     return None if is_admin(user) else supervised_department_ids(user)
 
 
+def can_see_topics(user) -> bool:
+    """The topics page (what customers write about, week by week): supervisors, for the
+    departments they supervise, and admins, for all. There is no product role: product
+    people are given a supervisor membership of the departments whose topics they read."""
+    return can_see_reports(user)
+
+
+def topic_department_ids(user) -> set[int] | None:
+    """The departments whose topics ``user`` reads (None: every department)."""
+    return report_department_ids(user)
+
+
 def visible_incidents_q(user) -> Q:
     """Incidents ``user`` may see: those on a channel of one of their departments (admins: all)."""
     if is_admin(user):
@@ -156,6 +168,16 @@ def visible_incidents_q(user) -> Q:
 def can_configure(user) -> bool:
     """Service promises, breach ladders and business calendars (the desk's settings pages): admins."""
     return is_admin(user)
+
+
+def can_set_department_target(user, department) -> bool:
+    """A department's handling target (the department clock): admins, and its own supervisors."""
+    return is_admin(user) or (department is not None and department.pk in supervised_department_ids(user))
+
+
+def target_department_ids(user) -> set[int] | None:
+    """Departments whose handling target ``user`` may set (None: every department)."""
+    return None if is_admin(user) else supervised_department_ids(user)
 
 
 def can_close_incident(user) -> bool:

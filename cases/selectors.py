@@ -32,7 +32,7 @@ from django.db.models.functions import Coalesce, Lower, NullIf, Substr
 from customers.identifiers import normalize_platform_id
 from customers.models import Customer, CustomerMerge, Identity, IdentitySuggestion
 
-from . import fulltext, handoff_selectors, permissions
+from . import department_clock, fulltext, handoff_selectors, permissions
 from .models import (
     QUEUE_NO_DUE,
     QUEUE_WORK_STATUSES,
@@ -256,6 +256,7 @@ def case_queue(
         queryset.select_related("customer", "department", "assignee", "last_channel")
         .annotate(last_identity_label=_last_identity_label(), opening_words=_opening_words())
         .annotate(awaiting_acceptance=handoff_selectors.awaiting_acceptance())
+        .annotate(department_since=department_clock.since_if_targeted())
         .order_by(*order)
     )
 
@@ -287,6 +288,10 @@ class QueueRow:
     last_identity_label: str
     opening_words: str
     awaiting_acceptance: bool = False  # handed to its department, not accepted yet
+    # The department clock (cases.department_clock): when the case came to its department, and
+    # that department's handling target; both None when the department has no target.
+    department_since: datetime | None = None
+    department_target_minutes: int | None = None
 
     @property
     def pk(self) -> int:
@@ -327,6 +332,8 @@ def queue_row(case: Case) -> QueueRow:
         last_identity_label=getattr(case, "last_identity_label", None) or "",
         opening_words=getattr(case, "opening_words", None) or "",
         awaiting_acceptance=bool(getattr(case, "awaiting_acceptance", False)),
+        department_since=getattr(case, "department_since", None),
+        department_target_minutes=case.department.handling_target_minutes,
     )
 
 
@@ -336,6 +343,7 @@ QUEUE_ROW_COLUMNS = (
     *("customer_id", "customer__name", "customer__tier", "department__name"),
     *("assignee_id", "assignee__first_name", "assignee__last_name", "assignee__email", "assignee__username"),
     *("last_channel_id", "last_channel__kind", "last_identity_label", "opening_words", "awaiting_acceptance"),
+    *("department_since", "department__handling_target_minutes"),
 )
 
 
@@ -343,7 +351,8 @@ def _queue_row_from_values(values: tuple) -> QueueRow:
     (pk, reference, subject, status, priority, sla_state, due_at, last_inbound_at) = values[:8]
     (customer_id, customer_name, customer_tier, department_name) = values[8:12]
     (assignee_id, first_name, last_name, email, username) = values[12:17]
-    (last_channel_id, last_channel_kind, last_identity_label, opening_words, awaiting) = values[17:]
+    (last_channel_id, last_channel_kind, last_identity_label, opening_words, awaiting) = values[17:22]
+    (department_since, department_target_minutes) = values[22:]
     return QueueRow(
         id=pk,
         reference=reference,
@@ -367,6 +376,8 @@ def _queue_row_from_values(values: tuple) -> QueueRow:
         last_identity_label=last_identity_label or "",
         opening_words=opening_words or "",
         awaiting_acceptance=bool(awaiting),
+        department_since=department_since,
+        department_target_minutes=department_target_minutes,
     )
 
 
@@ -759,6 +770,7 @@ def live_queue_rows(*, case_ids) -> dict[int, Case]:
         .select_related("customer", "department", "assignee", "last_channel")
         .annotate(last_identity_label=_last_identity_label(), opening_words=_opening_words())
         .annotate(awaiting_acceptance=handoff_selectors.awaiting_acceptance())
+        .annotate(department_since=department_clock.since_if_targeted())
     )
     return {case.pk: case for case in rows}
 

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from . import department_settings_views
 from . import settings_views as views
 
 app_name = "settings"
@@ -15,4 +16,6 @@ urlpatterns = [
     path("channels/<int:pk>/ladder/<int:path_id>/", views.ladder_save, name="ladder_save"),
     path("calendars/new/", views.calendar_new, name="calendar_new"),
     path("calendars/<int:pk>/", views.calendar_settings, name="calendar"),
+    path("departments/", department_settings_views.department_targets, name="departments"),
+    path("departments/<int:pk>/", department_settings_views.department_target_save, name="department_target"),
 ]

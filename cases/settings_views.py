@@ -346,6 +346,7 @@ CHANGE_LABELS = {
     "order": "Order",
     "trigger": "Trigger",
     "is_active": "Active",
+    "handling_target_minutes": "Handling target",
 }
 ORDER = {field: n for n, field in enumerate(CHANGE_LABELS)}
 ACTIONS = {0: "created", 1: "changed", 2: "deleted", 3: "accessed"}
@@ -370,7 +371,7 @@ def _value_text(field: str, value, names: dict) -> str:
         return ", ".join(map(str, value)) or "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if field in ps.TARGETS or field in ps.LADDER_STEPS:
+    if field in ps.TARGETS or field in ps.LADDER_STEPS or field == "handling_target_minutes":
         return f"{value} min"
     return str(value)
 

@@ -416,16 +416,19 @@ class DepartmentClock:
     working: timedelta
 
 
-def department_entered_at(cases: QuerySet[Case]) -> QuerySet[Case]:
-    """Annotate ``department_since``: the last move into the current department, else creation."""
+def department_since() -> Coalesce:
+    """The last move of the outer case into its current department, else its creation."""
     last_move = (
         CaseEvent.objects.filter(case=OuterRef("pk"), kind__in=DEPARTMENT_MOVES)
         .order_by("-created_at", "-id")
         .values("created_at")[:1]
     )
-    return cases.annotate(
-        department_since=Coalesce(Subquery(last_move, output_field=DateTimeField()), "created_at")
-    )
+    return Coalesce(Subquery(last_move, output_field=DateTimeField()), "created_at")
+
+
+def department_entered_at(cases: QuerySet[Case]) -> QuerySet[Case]:
+    """Annotate ``department_since`` (:func:`department_since`)."""
+    return cases.annotate(department_since=department_since())
 
 
 def department_clock(case: Case, *, now: datetime | None = None) -> DepartmentClock:
@@ -454,6 +457,8 @@ class SweepResult:
     at_risk: int = 0
     breached: int = 0
     ladder: dict[str, int] = field(default_factory=dict)
+    # Cases that passed their department's handling target (cases.department_clock).
+    department_over_target: int = 0
     # Wall time of the marking (both UPDATEs with their events) and of the breach ladder.
     mark_seconds: float = 0.0
     ladder_seconds: float = 0.0
@@ -562,8 +567,11 @@ def sla_sweep(*, now: datetime | None = None) -> SweepResult:
     due time goes straight to breached); every change is an ``sla`` CaseEvent written in
     the same transaction as the UPDATE; live events leave after commit. The queries match
     the partial indexes ``case_sla_risk_sweep_idx``, ``case_sla_breach_sweep_idx`` and
-    ``case_sla_ladder_idx``. Safe to run concurrently with itself and with services.
+    ``case_sla_ladder_idx``. Safe to run concurrently with itself and with services. Then the
+    department clocks: cases past their department's handling target are recorded and
+    announced once (``cases.department_clock.department_target_sweep``).
     """
+    from .department_clock import department_target_sweep  # builds on these clocks
     from .escalation import breach_ladder_run  # escalation builds on the case services
 
     now = now or timezone.now()
@@ -583,6 +591,7 @@ def sla_sweep(*, now: datetime | None = None) -> SweepResult:
         result.breached = len(rows)
     marked = perf_counter()
     result.ladder = breach_ladder_run(now=now)
+    result.department_over_target = department_target_sweep(now=now)
     result.mark_seconds, result.ladder_seconds = marked - started, perf_counter() - marked
     if result.at_risk or result.breached:
         logger.info(

@@ -390,7 +390,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             self.window is not None
             or self.board
             or (self.watching is not None and self.watching.case_id in case_ids)
-            or kind == "sla.warning"
+            or kind in presence.AGENT_ALERTS
             or (self.role in ("admin", "supervisor") and kind in presence.SUPERVISOR_ALERTS)
             or notify.may_notify(kind, self.prefs["notify"])
         )

@@ -115,17 +115,29 @@ def _alert(
     }
 
 
-# Events that raise an alert for supervisors (agents: only "sla.warning", about their cases).
+# Events that raise an alert for supervisors (agents: only AGENT_ALERTS, about their cases).
 SUPERVISOR_ALERTS = frozenset({"sla.breach_alert", "sla.changed", "case.escalated", "case.handed_back"})
+# Events that raise an alert for anyone who sees the cases: a broken promise to answer first, and
+# cases past their department's handling target (sent to the department's group).
+AGENT_ALERTS = frozenset({"sla.warning", "department.over_target"})
 
 
 def alert_for(*, kind: str, event: dict, visible: dict, user, supervisor: bool) -> dict | None:
     """The alert an event raises for this user, listing only cases they may see; None for none."""
-    if not visible or (kind != "sla.warning" and not (supervisor and kind in SUPERVISOR_ALERTS)):
+    if not visible or (kind not in AGENT_ALERTS and not (supervisor and kind in SUPERVISOR_ALERTS)):
         return None  # most events raise no alert: decided before any work, once per socket
     items = _items(event, visible)
     if kind == "sla.warning":
         return _alert(level="warn", title="Past its service promise", text="Answer these first:", items=items)
+    if kind == "department.over_target":
+        department = next(iter(visible.values())).case.department
+        count = len(items)
+        return _alert(
+            level="warn",
+            title=f"{count} case{'s' if count != 1 else ''} over {department}'s handling target",
+            text=f"With the department longer than {event.get('target_minutes')} minutes:",
+            items=items,
+        )
     if not supervisor:
         return None
     if kind == "sla.breach_alert":

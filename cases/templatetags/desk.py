@@ -17,7 +17,7 @@ from django.utils.text import Truncator
 from django.utils.timezone import localtime
 from django.utils.translation import gettext
 
-from cases import permissions, selectors
+from cases import department_clock, permissions, selectors
 from cases.models import Case
 
 register = template.Library()
@@ -272,6 +272,7 @@ def queue_row_html(row: selectors.QueueRow, now: datetime | None = None) -> Safe
     assignee = _text(row.assignee) if row.assignee_id is not None else '<span class="faint">Unassigned</span>'
     if row.awaiting_acceptance:  # handed to its department and not accepted yet (handoff_selectors)
         status += f' <span class="badge handoff-wait">{_text(gettext("Awaiting acceptance"))}</span>'
+    department_badge = _department_clock_badge(row, now)
     # selectors.queue_key() prints digits and a dot only.
     return mark_safe(  # every value above is escaped, or fixed markup
         f'<tr id="case-row-{row.id}" data-case="{reference}" data-key="{selectors.queue_key(row.due_at, row.id)}">\n'
@@ -287,9 +288,36 @@ def queue_row_html(row: selectors.QueueRow, now: datetime | None = None) -> Safe
         f'  <td data-label="Status">{status}</td>\n'
         f'  <td data-label="Priority">{priority}</td>\n'
         f'  <td data-label="Promise"><span class="sla">{sla}{countdown}</span></td>\n'
-        f'  <td data-label="Assignee">{assignee}<span class="handle">{_text(row.department)}</span></td>\n'
+        f'  <td data-label="Assignee">{assignee}<span class="handle">{_text(row.department)}</span>'
+        f"{department_badge}</td>\n"
         f'  <td data-label="Customer wrote">{_time_cell(row.last_inbound_at, now)}</td>\n'
         f"</tr>"
+    )
+
+
+# The department clock's badge (cases.department_clock): near or over the handling target.
+_DEPARTMENT_BADGES = {
+    "near": ("sla-at_risk", "Near dept. target"),
+    "over": ("sla-breached", "Over dept. target"),
+}
+
+
+def _department_clock_badge(row: selectors.QueueRow, now: datetime) -> str:
+    state = department_clock.target_state(
+        since=row.department_since, target_minutes=row.department_target_minutes, now=now
+    )
+    if state not in _DEPARTMENT_BADGES:
+        return ""
+    css, label = _DEPARTMENT_BADGES[state]
+    with_us = span_text((now - row.department_since).total_seconds())
+    title = gettext("With %(department)s for %(length)s; its handling target is %(target)s.") % {
+        "department": row.department,
+        "length": with_us,
+        "target": span_text(row.department_target_minutes * 60),
+    }
+    return (
+        f' <span class="badge {css} dept-clock" data-dept-clock="{state}" title="{_text(title)}">'
+        f"{_text(gettext(label))}</span>"
     )
 
 

@@ -23,8 +23,8 @@ from tests.sla.factories import EscalationPathFactory
 
 # session, user, memberships, the case with the customer's other cases, the timeline with its
 # attachments, identities, department members (assign to), departments with the escalation paths,
-# reply channels, canned replies
-CASE_PAGE_QUERIES = 10
+# reply channels, canned replies, the case's department moves (the department clock)
+CASE_PAGE_QUERIES = 11
 
 
 @pytest.fixture

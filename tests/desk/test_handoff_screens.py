@@ -20,9 +20,9 @@ from tests.test_consumers import open_case as live_open_case
 
 # session, user, memberships, the case with the customer's other cases (and whether it waits for
 # acceptance), the timeline, identities, department members, departments and paths, reply
-# channels, canned replies: the case page's ten; the banner reads its hand-over (with sender and
-# the department it came from) in one more
-CASE_PAGE_QUERIES = 10
+# channels, canned replies, the department clock's moves: the case page's eleven; the banner reads
+# its hand-over (with sender and the department it came from) in one more
+CASE_PAGE_QUERIES = 11
 CASE_PAGE_WITH_BANNER_QUERIES = CASE_PAGE_QUERIES + 1
 
 
