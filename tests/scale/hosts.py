@@ -223,13 +223,13 @@ class Network:
             ip("-n", namespace, *args)
         return host
 
-    def forward(self, port: int, *, to_port: int | None = None) -> None:
-        """Relay connections to ``gateway:port`` to ``127.0.0.1:to_port`` (a process each)."""
+    def forward(self, port: int, *, to_host: str = "127.0.0.1", to_port: int | None = None) -> None:
+        """Relay connections to ``gateway:port`` to ``to_host:to_port`` (a process each)."""
         forwarder = subprocess.Popen(
             [
                 "socat",
                 f"TCP-LISTEN:{port},bind={self.gateway},reuseaddr,fork,backlog=512,nodelay",
-                f"TCP:127.0.0.1:{to_port or port},nodelay",
+                f"TCP:{to_host}:{to_port or port},nodelay",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

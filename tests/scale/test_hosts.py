@@ -14,7 +14,8 @@ browsers and the load balancer, reaching each host at its address.
 
 - Claims made through host A's API reach a desk socket held on host B.
 - A batch of inbound events is worked by C and D together; C is frozen while its batch's
-  transaction is open (the events it took still locked), then killed with its host; D and
+  transaction is open (the events it took still locked, some of their messages written),
+  then killed with its host; D and
   beat's safety net finish the work, Redis hands C's unacknowledged task to D, and every
   event, message, customer and case exists exactly once.
 """
@@ -68,7 +69,12 @@ CLAIMS = 10
 X_ACCOUNT = "1"  # build_world's X channel
 RECEIVED = re.compile(r"Task connectors\.process_inbound_batch\[([0-9a-f-]+)\] received")
 FINISHED = re.compile(
-    r"(?:Task connectors\.process_inbound_batch\[([0-9a-f-]+)\] succeeded|Discarding revoked task: connectors\.process_inbound_batch\[([0-9a-f-]+)\])"
+    "|".join(
+        [
+            r"Task connectors\.process_inbound_batch\[([0-9a-f-]+)\] succeeded",
+            r"Discarding revoked task: connectors\.process_inbound_batch\[([0-9a-f-]+)\]",
+        ]
+    )
 )
 
 
@@ -127,20 +133,24 @@ def cluster(django_db_setup, django_db_blocker):
     network = hosts.Network()
     schedule = Path(tempfile.mkdtemp(prefix="caseline-beat-"))
     try:
-        network.forward(int(db["PORT"] or 5432))
-        network.forward(redis_url.port or 6379)
+        network.forward(int(db["PORT"] or 5432), to_host=db["HOST"] or "127.0.0.1")
+        network.forward(redis_url.port or 6379, to_host=redis_url.hostname or "127.0.0.1")
         web_a, web_b = network.add_host("a"), network.add_host("b")
         worker_c, worker_d, beat_e = network.add_host("c"), network.add_host("d"), network.add_host("e")
         addresses = [h.address for h in network.hosts]
+        credentials = redis_url.netloc.rpartition("@")[0] + "@" if "@" in redis_url.netloc else ""
 
         def env_of(host: hosts.Host, **extra: str) -> dict[str, str]:
+            password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
             database_url = (
-                f"postgres://{db['USER']}@{network.gateway}:{db['PORT'] or 5432}/{db['NAME']}"
+                f"postgres://{db['USER']}{password}@{network.gateway}:{db['PORT'] or 5432}/{db['NAME']}"
                 f"?application_name=caseline-host-{host.name}"
             )
             return hosts.servers.app_env(
                 database_url=database_url,
-                redis_url=f"redis://{network.gateway}:{redis_url.port or 6379}{redis_url.path or '/0'}",
+                redis_url=redis_url._replace(
+                    netloc=f"{credentials}{network.gateway}:{redis_url.port or 6379}"
+                ).geturl(),
                 SECRET_KEY=settings.SECRET_KEY,  # sessions signed in here are read there
                 ALLOWED_HOSTS=",".join(["127.0.0.1", "localhost", *addresses]),
                 CHANNEL_LAYER_PREFIX=tag,
