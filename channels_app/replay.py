@@ -25,13 +25,15 @@ from cases.models import Case, CaseEvent
 # More events than this since a page's last number: refetching the region is cheaper.
 REPLAY_LIMIT = 200
 
-# Event kinds that record a message: replayed as the timeline entry they added.
+# Event kinds that record a message: replayed as the timeline entry they added (a ``csat``
+# event with a message is the customer's survey answer on the timeline, cases.csat).
 MESSAGE_KINDS = frozenset(
     {
         CaseEvent.Kind.MESSAGE_IN,
         CaseEvent.Kind.MESSAGE_OUT,
         CaseEvent.Kind.NOTE,
         CaseEvent.Kind.CALL,
+        CaseEvent.Kind.CSAT,
     }
 )
 

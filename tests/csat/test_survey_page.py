@@ -16,7 +16,7 @@ from cases.csat import links
 from cases.csat import services as csat
 from cases.errors import ServiceError
 from cases.models import CaseEvent, Message, SatisfactionSurvey
-from channels_app import rows
+from channels_app import replay, rows
 from tests.csat.conftest import answer
 from tests.desk.conftest import open_case
 
@@ -229,3 +229,14 @@ def test_the_opt_out_link_asks_first_then_stops_every_later_survey(
     later = open_case(channel=mailbox, customer=customer, kind="email", assignee=agent)
     assert resolve(later, agent) is None
     assert not Message.objects.filter(case=later, direction="out").exists()
+
+
+def test_a_page_that_missed_the_push_is_replayed_the_answer(surveyed, agent):
+    survey = surveyed()
+    seq = CaseEvent.objects.filter(case=survey.case).latest("id").pk
+
+    answer(survey, 5, "Great")
+
+    entry = Message.objects.get(case=survey.case, direction="note")
+    [missed] = replay.events_after(user=agent, seq=seq, case_id=survey.case_id)
+    assert missed["event"] == {"type": "message.added", "case_id": survey.case_id, "message_id": entry.pk}
