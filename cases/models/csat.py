@@ -43,6 +43,8 @@ class SatisfactionSurvey(models.Model):
             ),
         ]
         indexes = [
+            # The CSAT report (cases.csat.report): surveys sent over a period.
+            models.Index(fields=["sent_at"], name="survey_sent_idx"),
             # Reports: answered surveys over a period.
             models.Index(
                 fields=["answered_at"], name="survey_answered_idx", condition=models.Q(rating__isnull=False)
