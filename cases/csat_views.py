@@ -14,16 +14,13 @@ selectors, render.
 
 from __future__ import annotations
 
-import csv
-
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
-from . import report_views
+from . import exports, report_views
 from .csat import links, report
 from .csat import services as csat
 from .errors import ServiceError
@@ -135,18 +132,6 @@ def csat_report(request):
     )
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _cell(value):
-    """A name a spreadsheet would read as a formula is written as text (CSV injection)."""
-    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
-        return "'" + value
-    return value
-
-
 @login_required
 def csat_report_csv(request):
     form = report_views._filters(request)
@@ -158,16 +143,14 @@ def csat_report_csv(request):
             status=400,
         )
     period = report_views.period_of(form, request.user)
-    writer = csv.writer(_Echo())
-
-    def lines():
-        yield writer.writerow(report.CSV_HEADER)
-        for row in report.csv_rows(
-            start=period["start"], end=period["end"], department_ids=period["department_ids"]
-        ):
-            yield writer.writerow([_cell(value) for value in row])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
-    response["Content-Disposition"] = f'attachment; filename="csat-{start}-{end}.csv"'
-    return response
+    return exports.csv_response(
+        request,
+        header=report.CSV_HEADER,
+        rows=exports.lazy_rows(
+            lambda: report.csv_rows(
+                start=period["start"], end=period["end"], department_ids=period["department_ids"]
+            )
+        ),
+        filename=f"csat-{start}-{end}.csv",
+    )
