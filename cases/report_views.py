@@ -104,6 +104,7 @@ def _sections():
     return [
         {"url": "reports", "label": _("Charts")},
         {"url": "report-promises", "label": _("Service promises")},
+        {"url": "report-csat", "label": _("Satisfaction")},
     ]
 
 
