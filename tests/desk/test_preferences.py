@@ -320,3 +320,79 @@ def test_assignment_events_name_who_assigned(
     ]
     groups_of_first = next(g for e, g in sent if e.get("change") == "assigned")
     assert f"user.{agent.pk}" in groups_of_first
+
+
+# --- over the desk socket -------------------------------------------------------------------
+
+
+def _save(user, **changes):
+    values = {
+        "notify_assigned": True,
+        "notify_at_risk": True,
+        "notify_replies": True,
+        "sound": False,
+        "theme": "system",
+    }
+    values.update(changes)
+    return preferences.preferences_save(user=user, **values)
+
+
+def _notices(messages: list[dict]) -> list[dict]:
+    return [m for m in messages if m["type"] == "notify"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_socket_pushes_the_notices_a_user_wants_and_follows_their_changes():
+    from asgiref.sync import sync_to_async
+
+    from tests.test_consumers import build_world, connected, open_case, received
+
+    world = await sync_to_async(build_world)()
+    agent, colleague, boss = world["agent"], world["colleague"], world["super"]
+    await sync_to_async(_save)(agent, sound=True, theme="dark")
+    await sync_to_async(_save)(colleague, notify_assigned=False, notify_at_risk=False, notify_replies=False)
+    first, second, third = [
+        await sync_to_async(open_case)(world["x"], subject=s) for s in ("One", "Two", "Three")
+    ]
+
+    # given both on a page that is neither a queue nor a case (no subscription)
+    mine = await connected(agent)
+    theirs = await connected(colleague)
+
+    # when the supervisor assigns a case to each of them
+    await sync_to_async(services.case_assign)(case=first, assignee=agent, actor=boss)
+    await sync_to_async(services.case_assign)(case=second, assignee=colleague, actor=boss)
+
+    # then the agent is pushed one notice, with the chime; the colleague, who turned them off, none
+    got = _notices(await received(mine))
+    assert [(n["kind"], n["reference"], n["title"], n["sound"]) for n in got] == [
+        ("assigned", first.reference, f"{first.reference} is assigned to you", True)
+    ]
+    assert await theirs.receive_nothing(timeout=0.5)
+
+    # when the agent turns assignment notices off in another tab, this socket hears it at once
+    await sync_to_async(_save)(agent, notify_assigned=False, theme="light")
+    assert await mine.receive_json_from(timeout=2) == {"type": "prefs", "theme": "light", "sound": False}
+    await sync_to_async(services.case_assign)(case=third, assignee=agent, actor=boss)
+    assert await mine.receive_nothing(timeout=1.0)  # no notice (and nothing else: no page shows it)
+
+    await mine.disconnect()
+    await theirs.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_hello_carries_the_stored_theme_and_chime():
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from channels_app.consumers import DeskConsumer
+
+    agent = await sync_to_async(factories.UserFactory)(username="hello-theme")
+    await sync_to_async(_save)(agent, sound=True, theme="dark")
+    communicator = WebsocketCommunicator(DeskConsumer.as_asgi(), "/ws/desk/")
+    communicator.scope["user"] = agent
+    ok, _ = await communicator.connect()
+    assert ok
+    hello = await communicator.receive_json_from(timeout=2)
+    assert hello == {"type": "hello", "role": "none", "prefs": {"theme": "dark", "sound": True}}
+    await communicator.disconnect()
