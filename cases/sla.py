@@ -593,8 +593,12 @@ def sla_sweep(*, now: datetime | None = None) -> SweepResult:
     result.ladder = breach_ladder_run(now=now)
     result.department_over_target = department_target_sweep(now=now)
     result.mark_seconds, result.ladder_seconds = marked - started, perf_counter() - marked
-    if result.at_risk or result.breached:
+    if result.at_risk or result.breached or result.department_over_target:
         logger.info(
-            "SLA sweep: %s at risk, %s breached, ladder %s", result.at_risk, result.breached, result.ladder
+            "SLA sweep: %s at risk, %s breached, ladder %s, %s past their department's target",
+            result.at_risk,
+            result.breached,
+            result.ladder,
+            result.department_over_target,
         )
     return result

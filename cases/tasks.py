@@ -10,7 +10,12 @@ from . import sla, triage
 @shared_task(ignore_result=True)
 def sla_sweep() -> dict:
     result = sla.sla_sweep()
-    return {"at_risk": result.at_risk, "breached": result.breached, **result.ladder}
+    return {
+        "at_risk": result.at_risk,
+        "breached": result.breached,
+        **result.ladder,
+        "department_over_target": result.department_over_target,
+    }
 
 
 @shared_task(ignore_result=True)

@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cases import department_clock, selectors, services, sla
+from cases import department_clock, selectors, services, sla, tasks
 from cases.models import Case, CaseEvent, Department, Membership
 from channels_app import presence
 from channels_app.groups import department_group
@@ -265,6 +265,14 @@ def test_the_sweep_records_and_pushes_once_per_stay(
         assert department_clock.department_target_sweep() == 1
     first, second = warnings_of(case)
     assert second.after["department"] == other_department.pk and second.after["target_minutes"] == 30
+
+
+def test_the_beat_task_reports_the_department_warnings(channel, department):
+    set_target(department, 60)
+    new_case(channel)
+    with at(61):
+        counts = tasks.sla_sweep()
+    assert counts["department_over_target"] == 1 and counts["breached"] == 1  # the 60-minute promise too
 
 
 def test_resolved_cases_and_departments_without_a_target_are_left_alone(channel, department, agent):
