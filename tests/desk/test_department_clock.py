@@ -12,13 +12,14 @@ from types import SimpleNamespace
 
 import pytest
 import time_machine
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from auditlog.models import LogEntry
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from cases import department_clock, selectors, services, sla, tasks
 from cases.models import Case, CaseEvent, Department, Membership
@@ -400,3 +401,41 @@ def test_the_targets_page_query_count(client, admin, department, django_assert_n
     client.force_login(admin)
     with django_assert_num_queries(TARGETS_PAGE_QUERIES):
         assert client.get(reverse("settings:departments")).status_code == 200
+
+
+# --- On the desk's socket -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_departments_agents_are_alerted_on_their_sockets():
+    from tests.test_consumers import build_world, connected, received
+    from tests.test_consumers import open_case as live_open_case
+
+    world = await sync_to_async(build_world)()
+
+    def over_target():
+        Department.objects.filter(pk__in=[world["social"].pk, world["billing"].pk]).update(
+            handling_target_minutes=30
+        )
+        ours, theirs = live_open_case(world["x"]), live_open_case(world["mail"])
+        Case.objects.filter(pk__in=[ours.pk, theirs.pk]).update(
+            created_at=timezone.now() - timedelta(minutes=31)
+        )
+        return ours, theirs
+
+    ours, theirs = await sync_to_async(over_target)()
+    agent = await connected(world["agent"])
+    outsider = await connected(world["outsider"])
+
+    assert await sync_to_async(department_clock.department_target_sweep)() == 2
+
+    alerts = [m for m in await received(agent) if m["type"] == "alert"]
+    assert len(alerts) == 1 and alerts[0]["level"] == "warn"
+    assert ours.reference in alerts[0]["html"] and theirs.reference not in alerts[0]["html"]
+    assert "1 case over Social Care&#x27;s handling target" in alerts[0]["html"]
+    alerts = [m for m in await received(outsider) if m["type"] == "alert"]
+    assert (
+        len(alerts) == 1 and theirs.reference in alerts[0]["html"] and ours.reference not in alerts[0]["html"]
+    )
+    await agent.disconnect()
+    await outsider.disconnect()
