@@ -121,7 +121,9 @@ def test_the_queue_export_lists_the_filtered_queue(desk, agent, channels):
 
 
 def test_the_queue_export_has_every_page_and_ignores_the_cursor(desk, channels):
-    made = [open_case(channel=channels["x"], subject=f"Case {n}") for n in range(4)]
+    made = [
+        open_case(channel=channels["x"], subject=f"Case {n}") for n in range(selectors.QUEUE_PAGE_SIZE + 2)
+    ]
     cursor = selectors.QueueCursor(due_at=made[-1].due_at, id=made[-1].pk).encode()
 
     rows = as_dicts(read_csv(desk.get(reverse("desk:queue_export"), {"view": "department", "after": cursor})))
