@@ -32,7 +32,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 # Paths a user who still owes a second factor may reach.
-OPEN_PREFIXES = ("/accounts/", "/webhooks/", "/static/", "/media/")
+# /i18n/: the language chooser (a cookie) works on the set-up page too.
+OPEN_PREFIXES = ("/accounts/", "/webhooks/", "/static/", "/media/", "/i18n/")
 
 # The session's note of whether its user had a second factor when it signed in:
 # ``[user id, had one]``.

@@ -13,6 +13,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="desk:queue", permanent=False)),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    # The language chooser posts to set_language here (a cookie; no language prefix in URLs).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("desk/settings/", include("cases.settings_urls")),
     path("desk/reports/", report_views.overview, name="reports"),
     path("desk/reports/<slug:figure>.csv", report_views.figure_csv, name="report-csv"),
