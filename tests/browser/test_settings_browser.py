@@ -93,7 +93,7 @@ class PromisePreviewTest(SettingsPages):
         # given the channel's settings, previewing a tweet on Friday 4 December 2026 at 17:55:
         # 5 minutes before closing, the other 55 from 09:00 on Monday
         page.goto(f"{self.live_server_url}/desk/")
-        page.get_by_role("link", name="Settings").click()
+        page.get_by_role("link", name="Settings", exact=True).click()
         page.get_by_role("link", name="Brand on X").click()
         due = page.locator("#preview-result .preview-due")
         page.get_by_label("A first message arriving at").fill("2026-12-04T17:55")
