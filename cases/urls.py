@@ -12,6 +12,7 @@ from . import (
     search_views,
     views,
 )
+from .topics import views as topic_views
 
 app_name = "desk"
 
@@ -33,6 +34,9 @@ urlpatterns = [
     path("incidents/<int:pk>/reply/", incident_views.incident_reply, name="incident_reply"),
     path("incidents/<int:pk>/close/", incident_views.incident_close, name="incident_close"),
     path("incidents/<int:pk>/acknowledge/", incident_views.incident_acknowledge, name="incident_acknowledge"),
+    path("topics/", topic_views.topic_list, name="topics"),
+    path("topics/phrase/", topic_views.topic_detail, name="topic"),
+    path("topics.csv", topic_views.topic_csv, name="topics_csv"),
     path("oncall/", oncall_views.rota, name="oncall"),
     path("oncall/<int:pk>/remove/", oncall_views.shift_remove, name="oncall_remove"),
     path("pages/<str:token>/", oncall_views.page_ack, name="page_ack"),

@@ -2,9 +2,10 @@
 
 Triage matches its keywords as whole words, in any case (``cases.triage.match_intents``: runs
 of word characters bounded by non-word characters). The same words are the tokens here:
-lower-cased runs of letters (an apostrophe inside a word kept: "didn't"; a hashtag's
-word kept without its sign), with links, @handles, e-mail addresses and anything holding a digit (flight numbers, booking
-references, amounts) left out, as they name one customer's case rather than a topic.
+lower-cased runs of letters (an apostrophe or a hyphen inside a word kept: "didn't",
+"check-in"; a hashtag's word kept without its sign), with links, @handles, e-mail
+addresses and anything holding a digit (flight numbers, booking references, amounts) left
+out, as they name one customer's case rather than a topic.
 
 A phrase is one, two or three tokens in a row, none a stop word, inside one clause:
 punctuation and stop words both break a run, so "my bag was lost at Heathrow" gives
@@ -48,8 +49,9 @@ STOP_WORDS = ALERT_STOP_WORDS | frozenset(
 
 # Links, handles and addresses first: their pieces would otherwise look like words.
 _NOISE = re.compile(r"https?://\S+|www\.\S+|\S+@\S+|@\w+|&\w+;", re.IGNORECASE)
-_CLAUSES = re.compile(r"[.!?;:,()\[\]{}\"“”|/\\\n\r\t…–—-]+")
-_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+# A hyphen inside a word keeps it whole ("check-in", "wi-fi"); a dash between words breaks the run.
+_CLAUSES = re.compile(r"(?:[.!?;:,()\[\]{}\"“”|/\\\n\r\t…–—]|\s-+|-+\s|-{2,})+")
+_TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 _DIGIT = re.compile(r"\d")
 
 

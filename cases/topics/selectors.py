@@ -72,7 +72,6 @@ class TopicRow:
     this_week: int
     last_week: int
     cases_this_week: int
-    total: int
     series: list[int] = field(default_factory=list)
 
     @property
@@ -100,21 +99,22 @@ def topic_list(filters: TopicFilters, *, limit: int = LIMIT) -> list[TopicRow]:
         "this": Coalesce(Sum("messages", filter=Q(week=filters.week)), 0),
         "last": Coalesce(Sum("messages", filter=Q(week=filters.last_week)), 0),
         "cases_this": Coalesce(Sum("cases", filter=Q(week=filters.week)), 0),
-        "total": Sum("messages"),
     }
-    grouped = filters.cells().values("phrase", "words").order_by().annotate(**sums)
+    # Ranked on the two weeks compared only: the earlier weeks are read for the 50 shown.
+    two_weeks = filters.cells().filter(week__in=[filters.last_week, filters.week])
+    grouped = two_weeks.values("phrase", "words").order_by().annotate(**sums)
     if filters.order == "rising":
-        grouped = grouped.filter(this__gt=0).annotate(change=F("this") - F("last"))
+        grouped = grouped.annotate(change=F("this") - F("last")).filter(change__gt=0)
         grouped = grouped.order_by("-change", "-this", "phrase")
     elif filters.order == "falling":
-        grouped = grouped.filter(last__gt=0).annotate(change=F("this") - F("last"))
+        grouped = grouped.annotate(change=F("this") - F("last")).filter(change__lt=0)
         grouped = grouped.order_by("change", "-last", "phrase")
     else:
-        grouped = grouped.order_by("-this", "-total", "phrase")
+        grouped = grouped.order_by("-this", "-last", "phrase")
     rows = [
         TopicRow(
             phrase=r["phrase"], words=r["words"], this_week=r["this"], last_week=r["last"],
-            cases_this_week=r["cases_this"], total=r["total"],
+            cases_this_week=r["cases_this"],
         )
         for r in grouped[:limit]
     ]  # fmt: skip

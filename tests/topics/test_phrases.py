@@ -48,3 +48,9 @@ def test_long_messages_are_read_up_to_the_limit():
 def test_top_phrases_prefers_the_most_shared_then_the_longest():
     texts = ["lost bag at the gate", "my lost bag again", "lost bag, nobody answers"]
     assert phrases.top_phrases(texts, limit=2) == ["lost bag", "bag"]
+
+
+def test_a_hyphenated_word_stays_whole_and_a_dash_breaks_the_run():
+    assert phrases.tokens("Wi-Fi slow - check-in kiosk broken -- again") == [
+        ["wi-fi", "slow"], ["check-in", "kiosk", "broken"],
+    ]  # fmt: skip
