@@ -77,7 +77,8 @@ def survey(request, token: str):
             csat.survey_answer(
                 survey=survey, rating=form.cleaned_data["rating"], comment=form.cleaned_data["comment"]
             )
-        except csat.AlreadyAnswered:
+        except csat.AlreadyAnswered:  # answered meanwhile (a second tab, a double click)
+            survey.refresh_from_db(fields=["rating", "answered_at"])
             return render(request, "cases/csat/answered.html", {"survey": survey, "token": token}, status=409)
         except ServiceError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,8 @@ import time_machine
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core import signing
+from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from cases.csat import links
@@ -240,3 +243,31 @@ def test_a_page_that_missed_the_push_is_replayed_the_answer(surveyed, agent):
     entry = Message.objects.get(case=survey.case, direction="note")
     [missed] = replay.events_after(user=agent, seq=seq, case_id=survey.case_id)
     assert missed["event"] == {"type": "message.added", "case_id": survey.case_id, "message_id": entry.pk}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_answers_at_once_one_wins_and_the_other_is_told_the_rating(surveyed):
+    survey = surveyed()
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def post(rating):
+        try:
+            barrier.wait(timeout=5)
+            results[rating] = Client().post(url(survey), {"rating": str(rating)})
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(rating,)) for rating in (2, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    survey.refresh_from_db()
+    loser = 2 if survey.rating == 5 else 5
+    assert results[survey.rating].status_code == 302
+    assert results[loser].status_code == 409
+    assert f"You rated us {survey.rating} out of 5" in results[loser].content.decode()
+    assert CaseEvent.objects.filter(case=survey.case, kind=CaseEvent.Kind.CSAT).count() == 1
