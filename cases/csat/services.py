@@ -207,7 +207,7 @@ def survey_answer(*, survey: SatisfactionSurvey, rating, comment: str = "") -> S
       the field); nothing is written then;
     - the answer goes on the case timeline as an entry in the customer's name (a note with
       the survey's identity and no author: "★★★★☆ Rated 4 out of 5" and the comment), with a
-      ``csat`` CaseEvent (``after``: survey, rating, comment) on the same transaction; it
+      ``csat`` CaseEvent (``after``: survey and rating) on the same transaction; it
       changes no status and no clock;
     - the entry is pushed live to the case's screens after commit.
     """
@@ -240,7 +240,8 @@ def survey_answer(*, survey: SatisfactionSurvey, rating, comment: str = "") -> S
     record_event(
         case=case,
         kind=CaseEvent.Kind.CSAT,
-        after={"survey": survey.pk, "rating": value, "comment": comment},
+        # The comment is the entry's text, not the audit trail's: erasing the customer blanks it.
+        after={"survey": survey.pk, "rating": value},
         message=entry,
     )
     publish_on_commit(

@@ -15,6 +15,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from cases import privacy
 from cases.csat import links
 from cases.csat import services as csat
 from cases.errors import ServiceError
@@ -132,7 +133,7 @@ def test_answering_records_the_rating_on_the_timeline_once(
     assert (survey.rating, survey.comment) == (4, "Quick and kind, thanks")
     assert survey.answered_at is not None
     event = CaseEvent.objects.get(case=survey.case, kind=CaseEvent.Kind.CSAT)
-    assert event.after == {"survey": survey.pk, "rating": 4, "comment": "Quick and kind, thanks"}
+    assert event.after == {"survey": survey.pk, "rating": 4}
     assert event.actor_id is None
     entry = event.message
     assert (entry.direction, entry.author_id, entry.identity_id) == ("note", None, survey.message.identity_id)
@@ -271,3 +272,18 @@ def test_two_answers_at_once_one_wins_and_the_other_is_told_the_rating(surveyed)
     assert results[loser].status_code == 409
     assert f"You rated us {survey.rating} out of 5" in results[loser].content.decode()
     assert CaseEvent.objects.filter(case=survey.case, kind=CaseEvent.Kind.CSAT).count() == 1
+
+
+def test_erasing_the_customer_erases_the_comment_on_the_timeline(
+    surveyed, django_capture_on_commit_callbacks
+):
+    survey = surveyed()
+    answer(survey, 1, "Dana from flat 4B was not helped")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        privacy.customer_erase(customer=survey.case.customer)
+
+    entry = Message.objects.get(case=survey.case, direction="note")
+    assert "flat 4B" not in entry.text and "flat 4B" not in entry.subject
+    event = CaseEvent.objects.get(case=survey.case, kind=CaseEvent.Kind.CSAT)
+    assert "flat 4B" not in str(event.after) and event.after["rating"] == 1
