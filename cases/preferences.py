@@ -12,6 +12,7 @@ from django.db import transaction
 from channels_app import groups
 from channels_app.publish import publish_on_commit
 
+from . import permissions
 from .errors import ServiceError
 from .models import QUEUE_WORK_STATUSES, Case, DeskPreferences
 
@@ -23,6 +24,9 @@ NOTIFY_FIELDS = {
 }
 # Followed cases a socket remembers for reply notifications (the newest first).
 MAX_FOLLOWED = 500
+# Of those, the cases outside the user's departments whose case groups the socket joins (their
+# news reaches no group of the user's otherwise: a case the user handed to another department).
+MAX_FOLLOWED_ELSEWHERE = 50
 
 
 def preferences_get(*, user) -> DeskPreferences:
@@ -32,19 +36,32 @@ def preferences_get(*, user) -> DeskPreferences:
 
 
 def socket_preferences(*, user) -> dict:
-    """What the desk socket needs: the kinds to notify, the chime, the theme, the cases the user
-    follows (open ones, for reply notifications). Two queries (one when no notification is on
-    for replies)."""
+    """What the desk socket needs: the kinds to notify, the chime, the theme, the open cases the
+    user follows (for reply notifications) and which of them are outside the user's departments.
+    Two queries and the user's memberships (cached on the user); one when reply notifications
+    are off."""
     prefs = preferences_get(user=user)
     notify = sorted(kind for kind, field in NOTIFY_FIELDS.items() if getattr(prefs, field))
     followed: list[int] = []
+    elsewhere: list[int] = []
     if "reply" in notify:
-        followed = list(
+        rows = (
             Case.objects.filter(followers=user, status__in=QUEUE_WORK_STATUSES)
             .order_by("-pk")
-            .values_list("pk", flat=True)[:MAX_FOLLOWED]
+            .values_list("pk", "department_id")[:MAX_FOLLOWED]
         )
-    return {"notify": notify, "sound": prefs.sound, "theme": prefs.theme, "followed": followed}
+        mine = permissions.department_ids(user)
+        for pk, department_id in rows:
+            followed.append(pk)
+            if department_id not in mine and len(elsewhere) < MAX_FOLLOWED_ELSEWHERE:
+                elsewhere.append(pk)
+    return {
+        "notify": notify,
+        "sound": prefs.sound,
+        "theme": prefs.theme,
+        "followed": followed,
+        "followed_elsewhere": elsewhere,
+    }
 
 
 @transaction.atomic

@@ -143,7 +143,13 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.board_sent = 0.0
         self.typing_check: asyncio.Task | None = None
         self.alerted: deque = deque(maxlen=32)
-        self.prefs: dict = {"notify": [], "sound": False, "theme": "system", "followed": []}
+        self.prefs: dict = {
+            "notify": [],
+            "sound": False,
+            "theme": "system",
+            "followed": [],
+            "followed_elsewhere": [],
+        }
         self.followed: set[int] = set()
         self.noticed = notify.Recent()
         user = self.scope.get("user")
@@ -158,6 +164,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4403)
             return
         names = [groups.user_group(user.pk)] + [groups.department_group(pk) for pk in sorted(departments)]
+        names += self._followed_groups()
         if self.role in ("admin", "supervisor"):
             names.append(groups.supervisors_group())
         self.hub = hub.hub()
@@ -187,6 +194,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     def _set_prefs(self, prefs: dict) -> None:
         self.prefs, self.followed = prefs, set(prefs["followed"])
+
+    def _followed_groups(self) -> list[str]:
+        """Case groups of followed cases outside the user's departments: their replies reach no other
+        group of the user's (a follower may see the case: ``permissions.visible_cases_q``)."""
+        return [groups.case_group(pk) for pk in self.prefs["followed_elsewhere"]]
 
     def _page_prefs(self) -> dict:
         """What the page applies itself: the theme (mirrored in localStorage) and the chime."""
@@ -281,8 +293,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     async def _unwatch(self):
         watching, self.watching = self.watching, None
-        if self.hub is not None:
-            self.hub.leave(self, [groups.case_group(watching.case_id)])
+        name = groups.case_group(watching.case_id)
+        if self.hub is not None and name not in self.joined:  # a followed case's group stays
+            self.hub.leave(self, [name])
         await database_sync_to_async(drafts.case_left)(case_id=watching.case_id, tab=self.tab, user=self.user)
 
     async def on_typing(self, content: dict):
@@ -332,6 +345,10 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                     self._set_prefs(
                         await database_sync_to_async(preferences.socket_preferences)(user=self.user)
                     )
+                    more = [name for name in self._followed_groups() if name not in self.joined]
+                    if more and self.hub is not None:
+                        await self.hub.join(self, more)
+                        self.joined = self.joined + more
                     await self.send_json({"type": "prefs", **self._page_prefs()})
                 return
             case_ids = event_case_ids(event)

@@ -7,7 +7,8 @@ per event and process, see :mod:`channels_app.rows`), so a notice costs no query
   ``change == "assigned"``; the service names the actor);
 - ``at_risk``: a case the user is assigned turned at risk (``sla.changed``);
 - ``reply``: a customer wrote on a case the user is assigned or follows (``message.added``
-  inbound). Followed cases are those the socket read when it connected.
+  inbound). Followed cases are those the socket read when it connected; it joins the case
+  groups of those outside the user's departments, whose news reaches no other group of theirs.
 
 The page shows the notice through the browser's Notification API when the user allowed it
 (``static/js/comforts.js``); the user's preferences (``cases.preferences``) say which kinds.

@@ -161,6 +161,7 @@ def test_socket_preferences_lists_wanted_kinds_and_open_followed_cases(agent, ch
         "sound": False,
         "theme": "system",
         "followed": [followed.pk],
+        "followed_elsewhere": [],
     }
     preferences.preferences_save(
         user=agent,
@@ -175,6 +176,7 @@ def test_socket_preferences_lists_wanted_kinds_and_open_followed_cases(agent, ch
         "sound": True,
         "theme": "light",
         "followed": [],
+        "followed_elsewhere": [],
     }
 
 
@@ -396,3 +398,47 @@ async def test_hello_carries_the_stored_theme_and_chime():
     hello = await communicator.receive_json_from(timeout=2)
     assert hello == {"type": "hello", "role": "none", "prefs": {"theme": "dark", "sound": True}}
     await communicator.disconnect()
+
+
+def test_followed_cases_elsewhere_are_named_for_the_socket_to_join(agent, channel, billing_channel):
+    here = services.case_open(customer=factories.CustomerFactory(), channel=channel, subject="Here")
+    away = services.case_open(customer=factories.CustomerFactory(), channel=billing_channel, subject="Away")
+    for case in (here, away):
+        case.followers.add(agent)
+
+    found = preferences.socket_preferences(user=agent)
+
+    assert found["followed"] == [away.pk, here.pk]
+    assert found["followed_elsewhere"] == [away.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_on_a_case_i_handed_to_another_department_reaches_me():
+    from asgiref.sync import sync_to_async
+
+    from tests.test_consumers import build_world, connected, open_case, received
+
+    world = await sync_to_async(build_world)()
+    agent = world["agent"]
+    case = await sync_to_async(open_case)(world["x"], subject="Refund owed")
+    await sync_to_async(services.case_claim)(case=case, actor=agent)
+    # the agent hands it to Billing and keeps following it (case_transfer adds the follower)
+    await sync_to_async(services.case_transfer)(
+        case=case, to_department=world["billing"], actor=None, reason="Billing owns refunds"
+    )
+    socket = await connected(agent)
+
+    def customer_writes():
+        fresh = Case.objects.get(pk=case.pk)
+        return services.message_add(
+            case=fresh, direction="in", kind="email", text="Any news on my refund?", channel=world["mail"],
+            identity=fresh.customer.identities.first(),
+        )  # fmt: skip
+
+    await sync_to_async(customer_writes)()
+
+    notices = _notices(await received(socket))
+    assert [(n["kind"], n["title"]) for n in notices] == [
+        ("reply", f"{case.reference}: the customer replied")
+    ]
+    await socket.disconnect()
