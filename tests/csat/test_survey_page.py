@@ -24,9 +24,13 @@ from channels_app import replay, rows
 from tests.csat.conftest import answer
 from tests.desk.conftest import open_case
 
+_tokens: dict = {}
+
 
 def url(survey, suffix=""):
-    return f"/s/{links.survey_token(survey.pk)}/{suffix}"
+    """The survey's link, signed once per survey: a token signed a second later differs."""
+    token = _tokens.setdefault((survey.pk, survey.sent_at), links.survey_token(survey.pk))
+    return f"/s/{token}/{suffix}"
 
 
 def test_the_link_opens_the_question_without_signing_in(client, surveyed, django_assert_num_queries):
