@@ -27,6 +27,8 @@ MAX_FOLLOWED = 500
 # Of those, the cases outside the user's departments whose case groups the socket joins (their
 # news reaches no group of the user's otherwise: a case the user handed to another department).
 MAX_FOLLOWED_ELSEWHERE = 50
+# What a socket knows before it has read the user's preferences.
+SOCKET_DEFAULTS = {"notify": [], "sound": False, "theme": "system", "followed": [], "followed_elsewhere": []}
 
 
 def preferences_get(*, user) -> DeskPreferences:

@@ -143,13 +143,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.board_sent = 0.0
         self.typing_check: asyncio.Task | None = None
         self.alerted: deque = deque(maxlen=32)
-        self.prefs: dict = {
-            "notify": [],
-            "sound": False,
-            "theme": "system",
-            "followed": [],
-            "followed_elsewhere": [],
-        }
+        self.prefs: dict = preferences.SOCKET_DEFAULTS
         self.followed: set[int] = set()
         self.noticed = notify.Recent()
         user = self.scope.get("user")
@@ -414,15 +408,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     async def _notify(self, kind: str, event: dict, rows: dict):
         """Send the desktop notices this event brings the user (live events only, never replays)."""
-        found = notify.notices(
-            kind=kind, event=event, rows=rows, user_id=self.user.pk, wanted=self.prefs["notify"],
-            followed=self.followed,
-        )  # fmt: skip
-        now = time.monotonic()
-        for notice in found:
-            key = notice["tag"] + (f":{event.get('message_id')}" if kind == "message.added" else "")
-            if self.noticed.fresh(key, now):
-                await self.send_json({"type": "notify", **notice, "sound": self.prefs["sound"]})
+        for push in notify.pushes(
+            kind=kind, event=event, rows=rows, user_id=self.user.pk, prefs=self.prefs, followed=self.followed,
+            recent=self.noticed,
+        ):  # fmt: skip
+            await self.send_json(push)
 
     def _sees(self, case) -> bool:
         """The queue rule of visibility: admin, the case's department, or the case's assignee."""

@@ -16,6 +16,7 @@ The page shows the notice through the browser's Notification API when the user a
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
 # Live event types that can bring a notice of each kind.
@@ -87,6 +88,20 @@ def notices(*, kind: str, event: dict, rows: dict, user_id: int, wanted, followe
         return []
     reference = row.case.reference
     return [_notice(news, reference, f"{reference}: the customer replied", _about(row))]
+
+
+def pushes(*, kind: str, event: dict, rows: dict, user_id: int, prefs: dict, followed, recent) -> list[dict]:
+    """The ``notify`` pushes for one socket: its user's notices not sent lately (``recent``)."""
+    now = time.monotonic()
+    out = []
+    for notice in notices(
+        kind=kind, event=event, rows=rows, user_id=user_id, wanted=prefs["notify"], followed=followed
+    ):
+        # Each reply is news of its own; an assignment or a risk, once in a while per case.
+        key = notice["tag"] + (f":{event.get('message_id')}" if kind == "message.added" else "")
+        if recent.fresh(key, now):
+            out.append({"type": "notify", **notice, "sound": prefs["sound"]})
+    return out
 
 
 class Recent:
