@@ -21,7 +21,7 @@ from customers.models import Customer, CustomerMerge, ErasureRequest, Identity, 
 
 from .. import permissions
 from ..errors import NotPermitted
-from ..models import Attachment, Case, CaseEvent, Message
+from ..models import Attachment, Case, CaseEvent, Message, SatisfactionSurvey
 from .common import (
     ERASED,
     ERASED_HEADER,
@@ -224,6 +224,10 @@ def _erase_group(customer: Customer, files: list[str]) -> dict[str, int]:
         triage={},
     )
     Case.objects.filter(pk__in=case_ids).update(subject=ERASED, handoff_note="")
+    # Survey answers keep their rating for the reports; what the customer wrote goes.
+    counts["survey_comments"] = (
+        SatisfactionSurvey.objects.filter(case_id__in=case_ids).exclude(comment="").update(comment="")
+    )
 
     # The audit trail stays: free text on their cases is erased, names and ids anywhere
     # else (ingest notes on other customers' cases) become the pseudonym.

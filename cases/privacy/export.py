@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from customers.models import Customer, CustomerMerge, Identity, IdentitySuggestion
 
-from ..models import Attachment, Case, CaseEvent, Message
+from ..models import Attachment, Case, CaseEvent, Message, SatisfactionSurvey
 from .common import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
@@ -59,6 +59,9 @@ def customer_export(*, customer: Customer) -> dict[str, Any]:
         .order_by("sent_at", "id")
     )
     events = list(CaseEvent.objects.filter(case__customer_id__in=customer_ids).order_by("created_at", "id"))
+    surveys = list(
+        SatisfactionSurvey.objects.filter(case__customer_id__in=customer_ids).order_by("sent_at", "id")
+    )
     suggestions = list(
         IdentitySuggestion.objects.filter(group_suggestions_q(customer_ids, identities))
         .order_by("id")
@@ -182,6 +185,18 @@ def customer_export(*, customer: Customer) -> dict[str, Any]:
                 "created_at": _iso(e.created_at),
             }
             for e in events
+        ],
+        "satisfaction_surveys": [
+            {
+                "id": s.pk,
+                "case_id": s.case_id,
+                "channel_id": s.channel_id,
+                "sent_at": _iso(s.sent_at),
+                "rating": s.rating,
+                "comment": s.comment,
+                "answered_at": _iso(s.answered_at),
+            }
+            for s in surveys
         ],
         "identity_suggestions": [
             {

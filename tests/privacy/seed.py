@@ -15,7 +15,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import urlencode
 
+from django.utils import timezone
+
 from cases import services
+from cases.models import SatisfactionSurvey
 from customers.models import Customer, Identity
 from tests.faults import traffic
 from tests.security.conftest import post
@@ -165,4 +168,14 @@ def seed(client, capture, person: Person, *, actor, mentions: str = "") -> Custo
         if source_id != target.pk:
             with capture(execute=True):
                 services.customer_merge(source=Customer.objects.get(pk=source_id), target=target, actor=actor)
+    # The customer answered the satisfaction survey of one of the cases, in their own words.
+    case = target.cases.order_by("pk").first()
+    SatisfactionSurvey.objects.create(
+        case=case,
+        department=case.department,
+        sent_at=timezone.now(),
+        rating=4,
+        comment=f"{person.marker} says thanks",
+        answered_at=timezone.now(),
+    )
     return Customer.objects.get(pk=target.pk)

@@ -123,6 +123,7 @@ def test_the_seed_reaches_every_table_it_should(world):
         ("customers_identitysuggestion", "value"),
         ("customers_customermerge", "target_before"),
         ("django_admin_log", "object_repr"),
+        ("cases_satisfactionsurvey", "comment"),
     } <= held
 
 
@@ -149,6 +150,7 @@ def test_erasure_leaves_nothing_of_theirs_and_everything_of_others(
     body = response.json()
     assert body["status"] == "completed" and body["customer_ids"] == [dana.pk]
     assert body["counts"]["inbound_events"] == 6 and body["counts"]["attachments"] == 1
+    assert body["counts"]["survey_comments"] == 1
     assert leftovers(DANA.strings) == set()
     files_after = files_under(media_root)
     assert not any(DANA.marker.encode() in content for content in files_after.values())

@@ -43,6 +43,8 @@ def test_the_json_export_holds_everything_of_theirs_and_nothing_of_others(client
     assert attachment["filename"] == f"{DANA.marker}-passport.txt"
     assert len(document["case_events"]) >= len(document["cases"]) >= 1
     assert len(document["merges"]) == 4 and document["identity_suggestions"]
+    (survey,) = document["satisfaction_surveys"]
+    assert survey["rating"] == 4 and survey["comment"] == f"{DANA.marker} says thanks"
     text = json.dumps(document)
     assert DANA.marker in text and OTHER.marker not in text
 
@@ -119,9 +121,9 @@ def test_the_export_costs_the_same_queries_for_one_case_or_many(
 ):
     small = _customer_with(1, channel, department)
     large = _customer_with(6, channel, department)
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(10):
         privacy.customer_export(customer=small)
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(10):
         document = privacy.customer_export(customer=large)
     assert len(document["cases"]) == 6 and len(document["messages"]) == 18
 
