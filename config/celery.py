@@ -4,7 +4,7 @@ Queues per job. With ``CASELINE_CELERY_QUEUES`` on (production), each task goes 
 queue of its job, named after the default queue (``CELERY_QUEUE``, "caseline"):
 
     caseline.ingest    webhooks and mail taken in: parse, thread, triage (the busiest)
-    caseline.outbound  replies to the platforms, integrator webhook deliveries
+    caseline.outbound  replies to the platforms, satisfaction surveys, integrator webhook deliveries
     caseline.sweeps    beat's periodic jobs: SLA sweep, surges, auto-close, retention,
                        re-queueing lost sends and deliveries
     caseline.reports   report and export jobs (none run as tasks yet)
@@ -40,7 +40,9 @@ JOB_ROUTES: tuple[tuple[str, str], ...] = (
     ("connectors.deliver_webhook", "outbound"),
     ("connectors.requeue_stalled_sends", "sweeps"),
     ("connectors.redeliver_webhooks", "sweeps"),
-    # The cases app's tasks are beat's sweeps (SLA, surges, auto-close, health, ...).
+    # A satisfaction survey is a message to a customer, sent like a reply.
+    ("cases.tasks.csat_survey_send", "outbound"),
+    # The cases app's other tasks are beat's sweeps (SLA, surges, auto-close, health, ...).
     ("cases.tasks.*", "sweeps"),
     ("cases.privacy.retention_sweep", "sweeps"),
     ("*.reports.*", "reports"),

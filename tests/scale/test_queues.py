@@ -20,6 +20,8 @@ EXPECTED = {
     "cases.tasks.sla_sweep": "sweeps",
     "cases.tasks.surge_detect": "sweeps",
     "cases.tasks.monitoring_autoclose": "sweeps",
+    "cases.tasks.csat_survey_send": "outbound",
+    "cases.reports.topics_refresh": "reports",
     "cases.privacy.retention_sweep": "sweeps",
     "cases.privacy.run_erasure_request": None,
 }
