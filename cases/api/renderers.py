@@ -1,5 +1,7 @@
 """CSV for reports: a header line (always, so an empty report is still a CSV file), then one line
-per row of the report's ``rows``. The view names the columns in ``csv_header``."""
+per row of the report's ``rows``. The view names the columns in ``csv_header``. Cells are
+written as the desk's downloads write them (``cases.exports.safe_cell``: formula-like text
+defused). A report is a few aggregate rows, so it is built in memory."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import csv
 import io
 
 from rest_framework.renderers import BaseRenderer
+
+from cases.exports import safe_cell
 
 
 class CsvRenderer(BaseRenderer):
@@ -23,5 +27,5 @@ class CsvRenderer(BaseRenderer):
             out, fieldnames=header or list(rows[0]) if rows else header, lineterminator="\r\n"
         )
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: safe_cell(value) for key, value in row.items()} for row in rows)
         return out.getvalue().encode(self.charset)

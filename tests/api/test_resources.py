@@ -202,6 +202,16 @@ def test_the_promise_report_as_csv(world, answered):
     assert list(rows[0])[:3] == ["label", "responded", "kept"]
 
 
+def test_a_csv_report_defuses_cells_a_spreadsheet_would_run(world, answered):
+    world.channel.name = "=HYPERLINK('https://evil.test')"
+    world.channel.save()
+    response = session_client(world.admin).get(
+        "/api/v1/reports/promises/", {"format": "csv", "group_by": "channel"}
+    )
+    labels = [row["label"] for row in csv.DictReader(io.StringIO(response.content.decode()))]
+    assert "'=HYPERLINK('https://evil.test')" in labels
+
+
 def test_an_empty_csv_report_still_has_its_header(world):
     response = session_client(world.admin).get(
         "/api/v1/reports/promises/", {"format": "csv", "start": "2020-01-01", "end": "2020-01-02"}
