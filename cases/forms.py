@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from connectors.models import Channel
 from customers.models import Identity
@@ -17,34 +18,34 @@ class QueueFilterForm(forms.Form):
     view = forms.ChoiceField(
         required=False,
         choices=[
-            ("mine", "My cases"),
-            ("department", "Department"),
-            ("unassigned", "Unassigned"),
-            ("at_risk", "At risk"),
-            ("monitoring", "Monitoring"),
+            ("mine", _("My cases")),
+            ("department", _("Department")),
+            ("unassigned", _("Unassigned")),
+            ("at_risk", _("At risk")),
+            ("monitoring", _("Monitoring")),
         ],
     )
     kind = forms.ChoiceField(
-        required=False, label="Channel", choices=[("", "Any channel"), *Channel.Kind.choices]
+        required=False, label=_("Channel"), choices=[("", _("Any channel")), *Channel.Kind.choices]
     )
-    priority = forms.ChoiceField(required=False, choices=[("", "Any priority"), *Case.Priority.choices])
+    priority = forms.ChoiceField(required=False, choices=[("", _("Any priority")), *Case.Priority.choices])
     status = forms.ChoiceField(
         required=False,
-        choices=[("", "Any open status")]
+        choices=[("", _("Any open status"))]
         + [(s.value, s.label) for s in map(Case.Status, Case.OPEN_STATUSES)],
     )
     department = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     q = forms.CharField(
         required=False,
-        label="Search",
+        label=_("Search"),
         max_length=selectors.SEARCH_MAX_LENGTH,
         widget=forms.TextInput(
-            attrs={"type": "search", "placeholder": "Reference, @handle, e-mail, phone, words", "size": 34}
+            attrs={"type": "search", "placeholder": _("Reference, @handle, e-mail, phone, words"), "size": 34}
         ),
     )
     after = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, departments, all_label: str = "All my departments", **kwargs):
+    def __init__(self, *args, departments, all_label: str = _("All my departments"), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["department"].choices = [("", all_label)] + [(d.pk, d.name) for d in departments]
 
@@ -55,11 +56,13 @@ class QueueFilterForm(forms.Form):
         try:
             return selectors.QueueCursor.decode(raw)
         except ValueError:
-            raise forms.ValidationError("That page link is not valid; showing the first page.") from None
+            raise forms.ValidationError(_("That page link is not valid; showing the first page.")) from None
 
 
 class NoteForm(forms.Form):
-    text = forms.CharField(label="Internal note", widget=forms.Textarea(attrs={"rows": 3}), max_length=10_000)
+    text = forms.CharField(
+        label=_("Internal note"), widget=forms.Textarea(attrs={"rows": 3}), max_length=10_000
+    )
 
 
 class StatusForm(forms.Form):
@@ -72,10 +75,10 @@ class PriorityForm(forms.Form):
     reason = forms.CharField(required=False, max_length=500)
 
 
-REASON_REQUIRED = {"required": "Say why; it stays on the case's record."}
+REASON_REQUIRED = {"required": _("Say why; it stays on the case's record.")}
 
 
-def _reason(label: str = "Reason") -> forms.CharField:
+def _reason(label: str = _("Reason")) -> forms.CharField:
     return forms.CharField(label=label, max_length=1000, error_messages=REASON_REQUIRED)
 
 
@@ -86,15 +89,15 @@ PUBLIC_KINDS = ("x", "facebook", "instagram")
 class ReplyForm(forms.Form):
     """A reply to the customer: which company channel, to which of their identities, public or private."""
 
-    channel = forms.TypedChoiceField(coerce=int, label="Channel")
-    identity = forms.TypedChoiceField(coerce=int, label="To", required=False, empty_value=None)
+    channel = forms.TypedChoiceField(coerce=int, label=_("Channel"))
+    identity = forms.TypedChoiceField(coerce=int, label=_("To"), required=False, empty_value=None)
     visibility = forms.ChoiceField(
-        label="Visibility",
-        choices=[("private", "Private message"), ("public", "Public reply")],
+        label=_("Visibility"),
+        choices=[("private", _("Private message")), ("public", _("Public reply"))],
         initial="private",
         widget=forms.RadioSelect,
     )
-    text = forms.CharField(label="Reply", max_length=10_000, widget=forms.Textarea(attrs={"rows": 4}))
+    text = forms.CharField(label=_("Reply"), max_length=10_000, widget=forms.Textarea(attrs={"rows": 4}))
     # When the agent began this draft (server time): the reply is refused if the customer
     # wrote or a colleague replied after it.
     draft_started_at = forms.DateTimeField(required=False, widget=forms.HiddenInput)
@@ -104,7 +107,7 @@ class ReplyForm(forms.Form):
         self.channels = {channel.pk: channel for channel in channels}
         self.identities = {identity.pk: identity for identity in identities}
         self.fields["channel"].choices = [(channel.pk, str(channel)) for channel in channels]
-        self.fields["identity"].choices = [("", "Their latest")] + [
+        self.fields["identity"].choices = [("", _("Their latest"))] + [
             (identity.pk, str(identity)) for identity in identities
         ]
 
@@ -117,11 +120,16 @@ class ReplyForm(forms.Form):
             return data
         if identity is not None and identity.kind != channel.kind:
             self.add_error(
-                "identity", f"Choose one of the customer's {channel.get_kind_display()} identities, or none."
+                "identity",
+                _("Choose one of the customer's %(platform)s identities, or none.")
+                % {"platform": channel.get_kind_display()},
             )
         data["is_public"] = data.get("visibility") == "public"
         if data["is_public"] and channel.kind not in PUBLIC_KINDS:
-            self.add_error("visibility", f"A reply on {channel.get_kind_display()} is always private.")
+            self.add_error(
+                "visibility",
+                _("A reply on %(platform)s is always private.") % {"platform": channel.get_kind_display()},
+            )
         return data
 
 
@@ -137,7 +145,7 @@ def parse_duration(raw: str) -> int:
 
 
 class DurationField(forms.CharField):
-    default_error_messages = {"invalid": "Write the length as minutes:seconds (3:05) or seconds (185)."}
+    default_error_messages = {"invalid": _("Write the length as minutes:seconds (3:05) or seconds (185).")}
 
     def to_python(self, value):
         value = super().to_python(value)
@@ -151,42 +159,42 @@ class DurationField(forms.CharField):
 
 class CallForm(forms.Form):
     direction = forms.ChoiceField(
-        label="Direction", choices=[("in", "Customer called us"), ("out", "We called the customer")]
+        label=_("Direction"), choices=[("in", _("Customer called us")), ("out", _("We called the customer"))]
     )
-    number = forms.CharField(label="Number", max_length=40)
+    number = forms.CharField(label=_("Number"), max_length=40)
     duration = DurationField(
-        label="Duration", widget=forms.TextInput(attrs={"placeholder": "m:ss", "maxlength": 12})
+        label=_("Duration"), widget=forms.TextInput(attrs={"placeholder": "m:ss", "maxlength": 12})
     )
     notes = forms.CharField(
-        label="Notes", required=False, max_length=10_000, widget=forms.Textarea(attrs={"rows": 3})
+        label=_("Notes"), required=False, max_length=10_000, widget=forms.Textarea(attrs={"rows": 3})
     )
 
 
 class AssignForm(forms.Form):
-    assignee = forms.TypedChoiceField(label="Assignee", coerce=int, required=False, empty_value=None)
+    assignee = forms.TypedChoiceField(label=_("Assignee"), coerce=int, required=False, empty_value=None)
 
     def __init__(self, *args, members, **kwargs):
         super().__init__(*args, **kwargs)
         self.members = {user.pk: user for user in members}
-        self.fields["assignee"].choices = [("", "Nobody (unassigned)")] + [
+        self.fields["assignee"].choices = [("", _("Nobody (unassigned)"))] + [
             (user.pk, user.get_full_name() or user.email) for user in members
         ]
 
 
 class TransferForm(forms.Form):
-    to_department = forms.TypedChoiceField(label="To department", coerce=int)
+    to_department = forms.TypedChoiceField(label=_("To department"), coerce=int)
     reason = _reason()
-    note = forms.CharField(label="Hand-off note", required=False, max_length=2000)
+    note = forms.CharField(label=_("Hand-off note"), required=False, max_length=2000)
 
     def __init__(self, *args, departments, **kwargs):
         super().__init__(*args, **kwargs)
         self.departments = {department.pk: department for department in departments}
-        self.fields["to_department"].choices = [("", "Choose…")] + [(d.pk, d.name) for d in departments]
+        self.fields["to_department"].choices = [("", _("Choose…"))] + [(d.pk, d.name) for d in departments]
 
 
 class EscalateForm(forms.Form):
     reason = _reason()
-    note = forms.CharField(label="Hand-off note", required=False, max_length=2000)
+    note = forms.CharField(label=_("Hand-off note"), required=False, max_length=2000)
 
 
 class ReasonForm(forms.Form):
@@ -196,26 +204,26 @@ class ReasonForm(forms.Form):
 
 
 class MovePrivateForm(forms.Form):
-    channel = forms.IntegerField(label="Public channel")
+    channel = forms.IntegerField(label=_("Public channel"))
     private_channel_kind = forms.ChoiceField(
-        label="Continue by", choices=[("dm", "Direct message"), ("email", "E-mail")], initial="dm"
+        label=_("Continue by"), choices=[("dm", _("Direct message")), ("email", _("E-mail"))], initial="dm"
     )
 
 
 class IdentityLinkForm(forms.Form):
     """Link an identity to the customer on the page, named as an agent knows it."""
 
-    kind = forms.ChoiceField(label="Platform", choices=Identity.Kind.choices)
+    kind = forms.ChoiceField(label=_("Platform"), choices=Identity.Kind.choices)
     identifier = forms.CharField(
-        label="Handle, address or number",
+        label=_("Handle, address or number"),
         max_length=255,
-        help_text="@handle, e-mail address, phone number or the platform's id.",
+        help_text=_("@handle, e-mail address, phone number or the platform's id."),
     )
 
     def clean_identifier(self) -> str:
         value = self.cleaned_data["identifier"].strip()
         if not value:
-            raise forms.ValidationError("This field is required.")
+            raise forms.ValidationError(_("This field is required."))
         return value
 
 
@@ -227,13 +235,13 @@ class CustomerMergeForm(forms.Form):
     """Merge another customer into the one on the page: which one, and a deliberate yes."""
 
     source = forms.CharField(
-        label="Customer number",
+        label=_("Customer number"),
         max_length=20,
-        help_text="The number of the customer to merge into this one, as on their page (#123).",
+        help_text=_("The number of the customer to merge into this one, as on their page (#123)."),
     )
     confirm = forms.BooleanField(
-        label="Confirm",
-        error_messages={"required": "Tick the box to confirm: their identities and cases move here."},
+        label=_("Confirm"),
+        error_messages={"required": _("Tick the box to confirm: their identities and cases move here.")},
     )
 
     def __init__(self, *args, target=None, **kwargs):
@@ -243,12 +251,12 @@ class CustomerMergeForm(forms.Form):
     def clean_source(self) -> int:
         raw = self.cleaned_data["source"].strip().lstrip("#").strip()
         if not raw.isdigit() or int(raw) < 1:
-            raise forms.ValidationError("Enter a customer number, such as 123.")
+            raise forms.ValidationError(_("Enter a customer number, such as 123."))
         number = int(raw)
         if number > MAX_CUSTOMER_NUMBER:
-            raise forms.ValidationError(f"There is no customer #{number}.")
+            raise forms.ValidationError(_("There is no customer #%(number)s.") % {"number": number})
         if self.target is not None and number == self.target.pk:
-            raise forms.ValidationError("That is this customer; enter the number of the other one.")
+            raise forms.ValidationError(_("That is this customer; enter the number of the other one."))
         return number
 
 
@@ -259,59 +267,59 @@ class CustomerUnmergeForm(forms.Form):
 
 
 class TakeOverForm(forms.Form):
-    reason = forms.CharField(label="Reason", required=False, max_length=500)
+    reason = forms.CharField(label=_("Reason"), required=False, max_length=500)
 
 
 class BoardFilterForm(forms.Form):
-    department = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Department")
-    agent = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Agent")
+    department = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("Department"))
+    agent = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("Agent"))
     sla = forms.ChoiceField(
         required=False,
-        label="Promise",
+        label=_("Promise"),
         choices=[
-            ("", "Any promise state"),
-            ("breached", "Breached"),
-            ("at_risk", "At risk"),
-            ("ok", "On track"),
+            ("", _("Any promise state")),
+            ("breached", _("Breached")),
+            ("at_risk", _("At risk")),
+            ("ok", _("On track")),
         ],
     )
-    unassigned = forms.BooleanField(required=False, label="Unassigned only")
+    unassigned = forms.BooleanField(required=False, label=_("Unassigned only"))
 
     def __init__(self, *args, departments, agents, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["department"].choices = [("", "All my departments")] + [
+        self.fields["department"].choices = [("", _("All my departments"))] + [
             (d.pk, d.name) for d in departments
         ]
-        self.fields["agent"].choices = [("", "Any agent")] + [(row.key, row.label) for row in agents]
+        self.fields["agent"].choices = [("", _("Any agent"))] + [(row.key, row.label) for row in agents]
 
 
 class BulkReassignForm(forms.Form):
     cases = forms.TypedMultipleChoiceField(
-        label="Cases", coerce=int, error_messages={"required": "Tick at least one case."}
+        label=_("Cases"), coerce=int, error_messages={"required": _("Tick at least one case.")}
     )
     to_department = forms.TypedChoiceField(
-        label="To department", coerce=int, required=False, empty_value=None
+        label=_("To department"), coerce=int, required=False, empty_value=None
     )
-    assignee = forms.TypedChoiceField(label="Assignee", coerce=int, required=False, empty_value=None)
+    assignee = forms.TypedChoiceField(label=_("Assignee"), coerce=int, required=False, empty_value=None)
     reason = _reason()
-    note = forms.CharField(label="Hand-off note", required=False, max_length=2000)
+    note = forms.CharField(label=_("Hand-off note"), required=False, max_length=2000)
 
     def __init__(self, *args, case_ids, departments, members, **kwargs):
         super().__init__(*args, **kwargs)
         self.departments = {department.pk: department for department in departments}
         self.users = {membership.user_id: membership.user for membership in members}
         self.fields["cases"].choices = [(pk, pk) for pk in case_ids]
-        self.fields["to_department"].choices = [("", "Keep their department")] + [
+        self.fields["to_department"].choices = [("", _("Keep their department"))] + [
             (d.pk, d.name) for d in departments
         ]
-        self.fields["assignee"].choices = [("", "Leave unassigned")] + [
+        self.fields["assignee"].choices = [("", _("Leave unassigned"))] + [
             (m.user_id, f"{m.user.get_full_name() or m.user.email} · {m.department.name}") for m in members
         ]
 
     def clean(self):
         data = super().clean()
         if not self.errors and data.get("to_department") is None and data.get("assignee") is None:
-            self.add_error("to_department", "Choose a department, an assignee or both.")
+            self.add_error("to_department", _("Choose a department, an assignee or both."))
         return data
 
 

@@ -12,6 +12,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -54,7 +56,7 @@ def _export_response(customer: Customer, export_format: str) -> HttpResponse:
 
 class EraseForm(forms.Form):
     confirm = forms.CharField(
-        label="Type the customer's number to confirm",
+        label=gettext_lazy("Type the customer's number to confirm"),
         max_length=20,
         widget=forms.TextInput(attrs={"autocomplete": "off", "inputmode": "numeric"}),
     )
@@ -66,7 +68,9 @@ class EraseForm(forms.Form):
     def clean_confirm(self) -> str:
         value = self.cleaned_data["confirm"].strip().lstrip("#")
         if value != str(self.customer.pk):
-            raise forms.ValidationError(f"Type {self.customer.pk} to confirm the erasure of this customer.")
+            raise forms.ValidationError(
+                _("Type %(number)s to confirm the erasure of this customer.") % {"number": self.customer.pk}
+            )
         return value
 
 
@@ -145,7 +149,8 @@ def customer_erase(request: HttpRequest, pk: int) -> HttpResponse:
         return _page(request, customer, form, status=exc.status)
     messages.success(
         request,
-        f"Customer #{customer.pk}'s personal data was erased (confirmation {erasure.confirmation_code}).",
+        _("Customer #%(number)s's personal data was erased (confirmation %(code)s).")
+        % {"number": customer.pk, "code": erasure.confirmation_code},
     )
     return redirect("privacy:customer", pk=customer.pk)
 
