@@ -38,6 +38,7 @@ urlpatterns = [
         name="webhook-deliveries",
     ),
     path("reports/promises/", views.PromiseReportView.as_view(), name="report-promises"),
+    path("reports/figures/<str:figure>/", views.FigureReportView.as_view(), name="report-figure"),
     *router.urls,
     # Anything else under /api/v1/ is a 404 in the API's own shape, not the site's HTML page.
     re_path(r"^.*$", views.not_found),

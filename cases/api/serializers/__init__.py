@@ -88,6 +88,8 @@ from .integrations import (  # noqa: F401
     WebhookSubscriptionSerializer,
 )
 from .reports import (  # noqa: F401
+    FigureQuerySerializer,
+    FigureSerializer,
     IncidentReplyInputSerializer,
     IncidentSerializer,
     PromiseReportSerializer,

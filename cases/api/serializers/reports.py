@@ -95,3 +95,43 @@ def report_row(row) -> dict:
         "median_first_response_seconds": seconds(row.median_first_response),
         "p90_first_response_seconds": seconds(row.p90_first_response),
     }
+
+
+class FigureQuerySerializer(serializers.Serializer):
+    """The chart figures' period and scope: the same as the desk's report page."""
+
+    start = serializers.DateField(required=False, help_text="First day (default: 13 days before today).")
+    end = serializers.DateField(required=False, help_text="Last day, inclusive (default: today).")
+    department = serializers.IntegerField(
+        required=False, help_text="One department's id (default: every department you may report on)."
+    )
+
+    def validate(self, attrs):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        end = attrs.get("end") or timezone.localdate()
+        start = attrs.get("start") or end - timedelta(days=13)
+        if end < start:
+            raise serializers.ValidationError({"end": "The end date is before the start date."})
+        if (end - start).days > 365:
+            raise serializers.ValidationError({"end": "A report covers at most a year."})
+        scope = self.context["department_ids"]
+        department = attrs.get("department")
+        if department is not None and scope is not None and department not in scope:
+            raise serializers.ValidationError({"department": "Not a department you may report on."})
+        return {**attrs, "start": start, "end": end}
+
+
+class FigureSerializer(serializers.Serializer):
+    figure = serializers.CharField()
+    start = serializers.DateField()
+    end = serializers.DateField(help_text="Last day, inclusive.")
+    columns = serializers.ListField(
+        child=serializers.CharField(), help_text="The names of each row's values."
+    )
+    rows = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="One object per row, keyed by the columns (days as ISO dates).",
+    )

@@ -49,6 +49,7 @@ from .integrations import (  # noqa: F401
     WebhookSubscriptionViewSet,
 )
 from .reports import (  # noqa: F401
+    FigureReportView,
     IncidentViewSet,
     PromiseReportView,
 )

@@ -1,22 +1,24 @@
 """Incidents and reports: incidents with their cases and the reply to all of them, and the
-promise report (JSON or CSV) for those who may see reports.
+promise report and the report charts' figures (JSON or CSV) for those who may see reports.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from cases import permissions, reports, triage
 from cases.errors import ServiceError
+from cases.reports import figures
 
 from .. import filters, selectors, serializers
 from ..pagination import NewestFirstPagination
@@ -117,3 +119,63 @@ class PromiseReportView(ApiMixin, generics.GenericAPIView):
         # Errors keep the one JSON error shape, whatever format the report was asked in.
         self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
         return super().handle_exception(exc)
+
+
+class FigureReportView(PromiseReportView):
+    """One figure of the desk's report charts, the rows the desk's page draws and its CSV holds:
+    ``promises`` (kept and broken per channel per day), ``first-response`` (cases per
+    first-response time bucket), ``volume`` (new cases per channel, weekday and hour),
+    ``backlog`` (opened, resolved or closed, open and breaches per day) and
+    ``department-clock`` (stays with each department against its handling target). Days and
+    hours are counted in the desk's time zone. ``?format=csv`` (or ``Accept: text/csv``)
+    answers with a CSV file."""
+
+    serializer_class = serializers.FigureSerializer
+
+    @extend_schema(
+        parameters=[
+            serializers.FigureQuerySerializer,
+            OpenApiParameter("figure", str, OpenApiParameter.PATH, enum=list(figures.FIGURES)),
+        ],
+        responses={
+            (200, "application/json"): serializers.FigureSerializer,
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
+    )
+    def get(self, request, *args, figure: str = "", **kwargs):
+        if figure not in figures.FIGURES:
+            raise NotFound(f"No such figure; the figures are {', '.join(figures.FIGURES)}.")
+        scope = permissions.report_department_ids(request.user)
+        query = serializers.FigureQuerySerializer(
+            data=request.query_params, context={"department_ids": scope}
+        )
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        zone = timezone.get_current_timezone()
+        _function, self.csv_header = figures.FIGURES[figure]
+        rows = figures.figure_rows(
+            figure,
+            start=datetime.combine(data["start"], time.min, tzinfo=zone),
+            end=datetime.combine(data["end"] + timedelta(days=1), time.min, tzinfo=zone),
+            zone=zone,
+            department_ids={data["department"]} if data.get("department") is not None else scope,
+        )
+        body = {
+            "figure": figure,
+            "start": data["start"],
+            "end": data["end"],
+            "columns": list(self.csv_header),
+            "rows": [
+                {
+                    key: value.isoformat() if isinstance(value, date) else value
+                    for key, value in zip(self.csv_header, row, strict=True)
+                }
+                for row in rows
+            ],
+        }
+        response = Response(serializers.FigureSerializer(body).data)
+        if isinstance(request.accepted_renderer, CsvRenderer):
+            response["Content-Disposition"] = (
+                f'attachment; filename="{figure}-{data["start"]}-{data["end"]}.csv"'
+            )
+        return response
