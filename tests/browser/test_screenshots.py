@@ -1,4 +1,4 @@
-"""The desk's three main pages on the demo contact centre, in real Chromium against a live ASGI
+"""The desk's main pages on the demo contact centre, in real Chromium against a live ASGI
 server: each renders, holds its live socket and logs no error. With ``CASELINE_SCREENSHOTS_DIR``
 set, each is also saved there as a PNG 1280 pixels wide (the README's pictures):
 
@@ -121,3 +121,29 @@ class DemoPagesTest(BrowserTestCase):
         expect(board.locator("table.picked tbody tr").first).to_be_visible()
         board.set_viewport_size({"width": WIDTH, "height": 1100})  # the figures, and the first cases to pick
         self.shoot(board, "board", full_page=False)
+
+    def test_reports_settings_and_my_settings_render_on_the_demo(self):
+        off_the_event_loop(demo.seed_demo)
+        agent_email, supervisor_email, admin_email = demo.DEMO_LOGINS
+
+        # the supervisor's report charts: every figure drawn
+        reports = self.signed_in_page(supervisor_email)
+        reports.goto(f"{self.live_server_url}/desk/reports/")
+        expect(reports.locator("svg[role=img]")).to_have_count(5)
+        self.shoot(reports, "reports", full_page=True)
+
+        # the admin's service promise settings of the X channel, with the preview
+        from connectors.models import Channel
+
+        channel = Channel.objects.filter(kind="x").order_by("pk").first()
+        settings_page = self.signed_in_page(admin_email)
+        settings_page.goto(f"{self.live_server_url}/desk/settings/channels/{channel.pk}/")
+        expect(settings_page.locator("main")).to_contain_text(channel.name)
+        self.shoot(settings_page, "settings", full_page=True)
+
+        # an agent's own settings, in the dark theme
+        mine = self.signed_in_page(agent_email)
+        mine.emulate_media(color_scheme="dark")
+        mine.goto(f"{self.live_server_url}/desk/me/settings/")
+        expect(mine.locator("main")).to_contain_text("notifications")
+        self.shoot(mine, "my-settings-dark", full_page=False)
