@@ -36,7 +36,13 @@ class TopicFilterForm(forms.Form):
     week = forms.DateField(
         label=gettext_lazy("Week of"), required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
-    weeks = forms.IntegerField(label=gettext_lazy("Weeks"), required=False, min_value=2, max_value=MAX_WEEKS)
+    weeks = forms.IntegerField(
+        label=gettext_lazy("Weeks"),
+        required=False,
+        min_value=2,
+        max_value=MAX_WEEKS,
+        widget=forms.NumberInput(attrs={"placeholder": "8"}),
+    )
     kind = forms.ChoiceField(label=gettext_lazy("Show"), required=False, choices=TopicWeek.Kind.choices)
     channel = forms.TypedChoiceField(
         label=gettext_lazy("Channel"), coerce=int, required=False, empty_value=None
