@@ -49,20 +49,18 @@ def test_the_job_on_demo_data_counts_what_the_messages_say_and_finds_rising_phra
     inbound = Message.objects.filter(direction="in")
     assert result.messages == inbound.count() > 100
     assert result.last_message_id == inbound.order_by("-pk").first().pk
+    # (the oracle reads customer messages only: a counted reply or note would show here)
     assert table() == oracle()
     # the complaint new this week rises, and the demo has other rising phrases too
     rising = selectors.topic_list(_filters(order="rising"))
     crash = next(row for row in rising if row.phrase == "app crashes")
     assert (crash.this_week, crash.last_week, crash.cases_this_week) == (6, 1, 6)
     assert crash.change_label == "+500%"
-    assert all(row.this_week > row.last_week for row in rising if row.change > 0)
-    assert len([row for row in rising if row.trend == "rising"]) > 5
+    # "rising" lists only phrases written more this week than last (the demo has many)
+    assert len(rising) > 5 and all(row.trend == "rising" and row.change > 0 for row in rising)
     assert rising == sorted(rising, key=lambda row: (-row.change, -row.this_week, row.phrase))
     # the sparkline series covers the four weeks, this week last
     assert crash.series[-2:] == [1, 6]
-    # nothing outbound or internal was counted
-    agent_words = {"thanks", "logged", "apologies"}
-    assert not TopicWeek.objects.filter(phrase__in=agent_words).exists() or table() == oracle()
 
 
 def test_running_again_counts_nothing_twice_and_then_only_what_is_new(demo):
