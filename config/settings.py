@@ -160,6 +160,7 @@ CASELINE_REPLICA_READ_URLS = env.list(
         "desk:search",
         "desk:board",
         "desk:incidents",
+        "desk:topics",
         "report-promises",
         "/desk/reports/",
         "/api/v1/",
