@@ -9,10 +9,7 @@ the worker to a fake X API.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -30,8 +27,8 @@ from tests.connectors.helpers import (
     fixture_bytes,
     post_x_webhook,
 )
+from tests.faults import servers
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.worker, pytest.mark.postgres]
 
 
@@ -51,17 +48,11 @@ def worker(transactional_db, monkeypatch):
     db = settings.DATABASES["default"]
     database_url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     queue = f"caseline-test-{os.getpid()}"
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": settings.REDIS_URL,
-        "SECRET_KEY": "worker-test-key",
-        "DEBUG": "false",
-        "CELERY_QUEUE": queue,
-        X_SECRET_ENV["consumer_secret"]: X_CONSUMER_SECRET,
-        X_SECRET_ENV["access_token"]: X_ACCESS_TOKEN,
-    }
+    env = servers.app_env(
+        database_url=database_url,
+        redis_url=settings.REDIS_URL,
+        **{X_SECRET_ENV["consumer_secret"]: X_CONSUMER_SECRET, X_SECRET_ENV["access_token"]: X_ACCESS_TOKEN},
+    )
     # This process sends to the same private queue, and for real, not inline.
     saved = {
         "task_always_eager": app.conf.task_always_eager,
@@ -69,30 +60,7 @@ def worker(transactional_db, monkeypatch):
     }
     app.conf.update(task_always_eager=False, task_default_queue=queue)
     app.amqp.__dict__.pop("queues", None)  # cached from the old default queue
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool=solo",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-Q",
-            queue,
-            "-n",
-            f"{queue}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = servers.start_worker(env, queue=queue, name=queue)
     try:
         wait_for(
             lambda: bool(app.control.ping(destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5)),
@@ -101,13 +69,8 @@ def worker(transactional_db, monkeypatch):
         )
         yield process
     finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        print(output[-4000:])
+        process.stop()
+        print(process.output[-4000:])
         app.conf.update(saved)
         app.amqp.__dict__.pop("queues", None)
         connection.close()

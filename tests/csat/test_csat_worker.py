@@ -5,8 +5,6 @@ resolved again queues two tasks and is still asked once."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from contextlib import contextmanager
 
 import pytest
@@ -18,7 +16,8 @@ from cases.models import Message, SatisfactionSurvey
 from config.celery import app
 from tests.csat.conftest import PUBLIC_URL
 from tests.desk.conftest import open_case
-from tests.test_worker import ROOT, wait_for
+from tests.faults import servers
+from tests.test_worker import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.postgres]
 
@@ -43,43 +42,21 @@ def queue(transactional_db):
 
 @contextmanager
 def worker(queue: str):
-    """A worker with surveys on, consuming ``queue`` (as tests/test_worker.py's)."""
+    """A worker with surveys on, consuming ``queue`` (``tests/faults/servers.start_worker``)."""
     db = settings.DATABASES["default"]
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "SECRET_KEY": "worker-test-key",
-        "DEBUG": "false",
-        "CELERY_QUEUE": queue,
-        "CASELINE_CSAT_ENABLED": "true",
-        "PUBLIC_URL": PUBLIC_URL,
-        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-    }
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO"]
-    command += [
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-Q",
-        queue,
-        "-n",
-        f"{queue}@%h",
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    env = servers.app_env(
+        database_url=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        redis_url=settings.REDIS_URL,
+        CASELINE_CSAT_ENABLED="true",
+        PUBLIC_URL=PUBLIC_URL,
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
     )
+    process = servers.start_worker(env, queue=queue, name=queue)
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        print(output[-4000:])
+        process.stop()
+        print(process.output[-4000:])
 
 
 def test_a_real_worker_asks_once_and_sends_the_question(queue, mailbox, agent):
