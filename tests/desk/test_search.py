@@ -133,7 +133,8 @@ def test_search_text_is_bounded(desk, cases):
 
 
 def test_a_common_word_filters_the_queue_as_it_reads(desk, channels, monkeypatch):
-    monkeypatch.setattr(selectors, "SEARCH_CANDIDATES", 3)  # "many" matches, cheaply
+    # search_candidates reads the limit from its own module, cases.selectors.search
+    monkeypatch.setattr(selectors.search, "SEARCH_CANDIDATES", 3)  # "many" matches, cheaply
     made = [open_case(channel=channels["x"], subject=f"Broken router {n}") for n in range(5)]
     open_case(channel=channels["x"], subject="Lost bag")
 
