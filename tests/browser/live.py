@@ -5,23 +5,61 @@ of the forked server stay out of other tests' way).
 The server process writes its warnings and errors to ``SERVER_LOG``; each test prints what
 was written while it ran, which pytest shows when the test fails (a push that never arrived
 in the browser is explained there, or nowhere).
+
+What the browser tests share: ``BrowserTestCase.signed_in_page`` (a page in a context of its
+own, signed in, its console errors in ``page.problems``), ``in_thread`` (the ORM and the
+services off Playwright's event loop), ``expect_live`` (wait for the live socket) and
+``shared_channel_layer`` (skip without Redis).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from channels.testing import ChannelsLiveServerTestCase
 from daphne.testing import DaphneProcess
 from django.conf import settings
 from django.db import connections
-from django.test import override_settings
+from django.test import Client, override_settings
+from playwright.sync_api import expect
 
 from config.celery import app as celery_app
 from tests.browser.conftest import SCREENSHOTS
 
 SERVER_LOG = SCREENSHOTS / "live-server.log"
+
+
+def shared_channel_layer(
+    reason: str = "the live server and the test publish through a shared channel layer: set REDIS_URL",
+):
+    """Skip unless the channel layer is Redis, one this process and the forked server share
+    (events the test causes here must reach the browser's socket there)."""
+    return pytest.mark.skipif(
+        "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower(), reason=reason
+    )
+
+
+def in_thread(work, *, timeout: float = 30):
+    """Run ``work`` on another thread and return its result: sync Playwright's event loop runs
+    on the test's thread, and the services publish live events with async_to_sync, which
+    refuses to run inside a running loop. The thread's database connections are closed after."""
+
+    def run():
+        try:
+            return work()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result(timeout=timeout)
+
+
+def expect_live(page) -> None:
+    """Wait until the page's live socket is connected (the dot in the top bar says so)."""
+    expect(page.locator("#live-dot")).to_have_class(re.compile("is-live"))
 
 
 class LoggedDaphneProcess(DaphneProcess):
@@ -63,6 +101,56 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         super().tearDownClass()
         settings.DATABASES["default"]["TEST"]["NAME"] = cls._test_name
         celery_app.conf.task_always_eager = cls._eager
+
+    @pytest.fixture(autouse=True)
+    def _browser(self, browser, page):
+        # ``page`` is asked for so the suite's ordering runs these tests last, after every async
+        # test (sync Playwright keeps an event loop running from the first browser test on).
+        self.browser = browser
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def signed_in_page(
+        self,
+        user,
+        *,
+        width: int = 1360,
+        height: int = 900,
+        color_scheme: str | None = None,
+        permissions: tuple[str, ...] = (),
+        init_script: str | None = None,
+        **context_options,
+    ):
+        """A page in a browser context of its own, ``width`` x ``height``, signed in as ``user``
+        through a session cookie (``None``: nobody signed in), with ``permissions`` granted on
+        the live server and ``init_script`` run in every document. ``context_options`` go to
+        ``new_context`` as they are (``bypass_csp``, ``accept_downloads``, ``locale``...).
+
+        The page's console errors and uncaught exceptions are collected in ``page.problems``.
+        """
+        context = self.browser.new_context(
+            viewport={"width": width, "height": height}, color_scheme=color_scheme, **context_options
+        )
+        if user is not None:
+            client = Client()  # one each: signing a second user into a client ends the first's session
+            client.force_login(user)
+            context.add_cookies(
+                [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                  "url": self.live_server_url}]
+            )  # fmt: skip
+        if permissions:
+            context.grant_permissions(list(permissions), origin=self.live_server_url)
+        if init_script is not None:
+            context.add_init_script(script=init_script)
+        page = context.new_page()
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.problems = problems
+        return page
+
+    def signed_out_page(self, **options):
+        """A page with nobody signed in; ``options`` as for ``signed_in_page``."""
+        return self.signed_in_page(None, **options)
 
     @pytest.fixture(autouse=True)
     def _server_log(self):

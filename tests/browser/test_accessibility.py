@@ -8,32 +8,22 @@ so these contexts bypass CSP (the other browser tests keep it).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from playwright.sync_api import expect
 
 from cases import services
 from cases.models import EscalationPath
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.live import BrowserTestCase
-from tests.browser.test_live_desk import in_thread
+from tests.browser.live import BrowserTestCase, expect_live, in_thread, shared_channel_layer
 from tests.desk.conftest import crossed_case
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 BLOCKING = ("serious", "critical")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower(),
-        reason="the live server and the test publish through a shared channel layer: set REDIS_URL",
-    ),
-]
+pytestmark = [pytest.mark.browser, shared_channel_layer()]
 
 
 def readable(violations: list[dict]) -> str:
@@ -52,12 +42,6 @@ def readable(violations: list[dict]) -> str:
 
 
 class AccessibilityTest(BrowserTestCase):
-    @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite runs these tests last (see test_live_desk).
-        self.browser = browser
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
     def setUp(self):
         social = factories.DepartmentFactory(name="Social Care", slug="social-care")
         billing = factories.DepartmentFactory(name="Billing", slug="billing")
@@ -78,18 +62,6 @@ class AccessibilityTest(BrowserTestCase):
             factories.ServicePromiseFactory(
                 channel=self.channels[kind], first_response_minutes=60, next_response_minutes=60
             )
-
-    def signed_in_page(self, user, *, color_scheme: str = "light"):
-        client = Client()
-        client.force_login(user)
-        context = self.browser.new_context(
-            viewport={"width": 1360, "height": 900}, bypass_csp=True, color_scheme=color_scheme
-        )
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-              "url": self.live_server_url}]
-        )  # fmt: skip
-        return context.new_page()
 
     def audit(self, page, name: str) -> list[str]:
         """Run axe on the page as shown; the serious and critical violations, readable."""
@@ -117,13 +89,13 @@ class AccessibilityTest(BrowserTestCase):
         case = in_thread(self.world)
         found: list[str] = []
         for scheme in ("light", "dark"):
-            agent = self.signed_in_page(self.agent, color_scheme=scheme)
+            agent = self.signed_in_page(self.agent, color_scheme=scheme, bypass_csp=True)
             agent.goto(f"{self.live_server_url}/desk/?view=department")
             expect(agent.locator(f'tr[data-case="{case.reference}"]')).to_be_visible()
             found += self.audit(agent, f"queue-{scheme}")
 
             agent.goto(f"{self.live_server_url}/desk/cases/{case.reference}/")
-            expect(agent.locator("#live-dot")).to_have_class(re.compile("is-live"))
+            expect_live(agent)
             found += self.audit(agent, f"case-{scheme}")
 
             agent.goto(f"{self.live_server_url}/desk/me/settings/")
@@ -132,7 +104,7 @@ class AccessibilityTest(BrowserTestCase):
             expect(agent.get_by_role("dialog", name="Keyboard shortcuts")).to_be_visible()
             found += self.audit(agent, f"shortcuts-{scheme}")
 
-            boss = self.signed_in_page(self.boss, color_scheme=scheme)
+            boss = self.signed_in_page(self.boss, color_scheme=scheme, bypass_csp=True)
             boss.goto(f"{self.live_server_url}/desk/board/")
             expect(boss.locator("#board-live")).to_contain_text("Social Care")
             found += self.audit(boss, f"board-{scheme}")
@@ -140,7 +112,7 @@ class AccessibilityTest(BrowserTestCase):
                 boss.goto(f"{self.live_server_url}{path}")
                 found += self.audit(boss, f"{name}-{scheme}")
 
-            admin = self.signed_in_page(self.admin, color_scheme=scheme)
+            admin = self.signed_in_page(self.admin, color_scheme=scheme, bypass_csp=True)
             admin.goto(f"{self.live_server_url}/desk/settings/")
             found += self.audit(admin, f"settings-{scheme}")
             admin.goto(f"{self.live_server_url}/desk/settings/channels/{self.channels['x'].pk}/")

@@ -13,24 +13,15 @@ import re
 import time
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from playwright.sync_api import expect
 
 from cases import preferences, services, sla
 from cases.models import Case, DeskPreferences, EscalationPath
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.live import BrowserTestCase
-from tests.browser.test_live_desk import in_thread
+from tests.browser.live import BrowserTestCase, expect_live, in_thread, shared_channel_layer
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower(),
-        reason="the live server and the test publish through a shared channel layer: set REDIS_URL",
-    ),
-]
+pytestmark = [pytest.mark.browser, shared_channel_layer()]
 
 # Records what the page asks the browser to show or play; the real API still answers.
 RECORD_NOTICES = """
@@ -54,12 +45,6 @@ BG_DARK = "rgb(15, 20, 27)"
 
 
 class ComfortsTest(BrowserTestCase):
-    @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite runs these tests last (see test_live_desk).
-        self.browser = browser
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
     def setUp(self):
         self.social = factories.DepartmentFactory(name="Social Care", slug="social-care")
         self.billing = factories.DepartmentFactory(name="Billing", slug="billing")
@@ -76,24 +61,6 @@ class ComfortsTest(BrowserTestCase):
             factories.MembershipFactory(user=user, department=self.social, role=role)
         EscalationPath.objects.create(from_department=self.social, to_department=self.billing)
 
-    def signed_in_page(self, user, *, notifications: bool = False, color_scheme: str | None = None):
-        client = Client()
-        client.force_login(user)
-        context = self.browser.new_context(viewport={"width": 1360, "height": 900}, color_scheme=color_scheme)
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-              "url": self.live_server_url}]
-        )  # fmt: skip
-        if notifications:
-            context.grant_permissions(["notifications"], origin=self.live_server_url)
-            context.add_init_script(script=RECORD_NOTICES)
-        page = context.new_page()
-        problems = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.problems = problems
-        return page
-
     def open_case(self, subject: str, *, assignee=None, n: int = 0) -> Case:
         def work():
             customer = factories.CustomerFactory(name=f"Customer {subject}")
@@ -108,10 +75,6 @@ class ComfortsTest(BrowserTestCase):
             return Case.objects.get(pk=case.pk)
 
         return in_thread(work)
-
-    @staticmethod
-    def live(page):
-        expect(page.locator("#live-dot")).to_have_class(re.compile("is-live"))
 
     @staticmethod
     def notices(page, count: int, timeout: float = 10.0) -> list[dict]:
@@ -135,15 +98,15 @@ class ComfortsTest(BrowserTestCase):
         second = self.open_case("Seat refund", n=2)
 
         # given Ana on her settings page (not a queue) in a browser that allows notifications
-        ana = self.signed_in_page(self.ana, notifications=True)
+        ana = self.signed_in_page(self.ana, permissions=("notifications",), init_script=RECORD_NOTICES)
         ana.goto(f"{self.live_server_url}/desk/me/settings/")
-        self.live(ana)
+        expect_live(ana)
         expect(ana.locator("#notify-permission-state")).to_have_text("Notifications are on in this browser.")
         expect(ana.get_by_role("button", name="Turn on notifications")).to_be_hidden()
         # and Ben, with every notification off, on his own cases
-        ben = self.signed_in_page(self.ben, notifications=True)
+        ben = self.signed_in_page(self.ben, permissions=("notifications",), init_script=RECORD_NOTICES)
         ben.goto(f"{self.live_server_url}/desk/?view=mine")
-        self.live(ben)
+        expect_live(ben)
 
         # when the supervisor assigns a case to Ana from another session
         in_thread(lambda: services.case_assign(case=first, assignee=self.ana, actor=self.boss))
@@ -181,7 +144,7 @@ class ComfortsTest(BrowserTestCase):
     def test_the_permission_is_asked_only_from_the_button(self):
         page = self.signed_in_page(self.ana)
         page.goto(f"{self.live_server_url}/desk/me/settings/")
-        self.live(page)
+        expect_live(page)
         # not granted yet: the page says so and offers the button (nothing was asked on load)
         expect(page.locator("#notify-permission-state")).to_have_text(
             "Desktop notifications need your browser's permission."
@@ -199,7 +162,7 @@ class ComfortsTest(BrowserTestCase):
         cases = [self.open_case(subject, n=n) for n, subject in enumerate(["One", "Two", "Three"])]
         page = self.signed_in_page(self.ana)
         page.goto(f"{self.live_server_url}/desk/?view=department")
-        self.live(page)
+        expect_live(page)
         rows = page.locator("#queue-rows tr[data-case]")
         expect(rows).to_have_count(3)
         order = rows.evaluate_all("rows => rows.map(r => r.dataset.case)")
@@ -223,7 +186,7 @@ class ComfortsTest(BrowserTestCase):
         page.keyboard.press("g")
         page.keyboard.press("q")
         expect(page).to_have_url(re.compile(r"/desk/$"))
-        self.live(page)
+        expect_live(page)
         page.keyboard.press("j")
         page.evaluate("document.activeElement.blur()")  # a selection without focus: Enter opens it
         page.keyboard.press("Enter")
@@ -233,7 +196,7 @@ class ComfortsTest(BrowserTestCase):
         case = self.open_case("Router keeps dropping", n=7)
         page = self.signed_in_page(self.ana)
         page.goto(f"{self.live_server_url}/desk/cases/{case.reference}/")
-        self.live(page)
+        expect_live(page)
 
         page.keyboard.press("r")
         expect(page.locator("#reply-text")).to_be_focused()
@@ -284,7 +247,7 @@ class ComfortsTest(BrowserTestCase):
         self.open_case("One", n=1)
         page = self.signed_in_page(self.ana)
         page.goto(f"{self.live_server_url}/desk/?view=department")
-        self.live(page)
+        expect_live(page)
         current = page.locator("#queue-rows tr.is-current")
 
         for chord in ("Control+j", "Alt+j", "Meta+j", "Shift+J"):
@@ -312,7 +275,7 @@ class ComfortsTest(BrowserTestCase):
         page = self.signed_in_page(self.ana)
         page.emulate_media(color_scheme="dark")
         page.goto(f"{self.live_server_url}/desk/?view=department")
-        self.live(page)
+        expect_live(page)
         assert self.background(page) == BG_DARK
         page.screenshot(path=f"{SCREENSHOTS}/comforts-queue-dark.png", full_page=True)
         page.emulate_media(color_scheme="light")
@@ -337,7 +300,7 @@ class ComfortsTest(BrowserTestCase):
         ))  # fmt: skip
         elsewhere = self.signed_in_page(self.ana, color_scheme="dark")
         elsewhere.goto(f"{self.live_server_url}/desk/?view=department")
-        self.live(elsewhere)
+        expect_live(elsewhere)
         expect(elsewhere.locator("html")).to_have_attribute("data-theme", "light")
         assert self.background(elsewhere) == BG_LIGHT
         assert elsewhere.evaluate("localStorage.getItem('caseline.theme')") == "light"

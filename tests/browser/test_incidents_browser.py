@@ -11,12 +11,8 @@
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.conf import settings
-from django.db import connections
-from django.test import Client
 from playwright.sync_api import expect
 
 from cases import escalation, services, triage
@@ -24,31 +20,11 @@ from cases.models import Case, CaseEvent, Incident, Membership, Message, TriageS
 from connectors import registry
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.live import BrowserTestCase
+from tests.browser.live import BrowserTestCase, expect_live, in_thread, shared_channel_layer
 from tests.desk.conftest import minutes_ago
 from tests.sla.factories import EscalationPathFactory
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower(),
-        reason="the live server and the test publish through a shared channel layer: set REDIS_URL",
-    ),
-]
-
-
-def in_thread(work):
-    """Run ``work`` off the main thread, where sync Playwright's event loop runs (services publish
-    with async_to_sync, which refuses to run inside a running loop)."""
-
-    def run():
-        try:
-            return work()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result(timeout=30)
+pytestmark = [pytest.mark.browser, shared_channel_layer()]
 
 
 class IncidentsAndHandOffsTest(BrowserTestCase):
@@ -63,26 +39,6 @@ class IncidentsAndHandOffsTest(BrowserTestCase):
     def tearDownClass(cls):
         super().tearDownClass()
         registry.CONNECTORS["x"] = cls._x_connector
-
-    @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite runs these with the other browser tests, last.
-        self.browser = browser
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
-    def signed_in_page(self, user):
-        client = Client()
-        client.force_login(user)
-        context = self.browser.new_context(viewport={"width": 1360, "height": 900})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-              "url": self.live_server_url}]
-        )  # fmt: skip
-        page = context.new_page()
-        page.problems = []
-        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.problems.append(str(e)))
-        return page
 
     def world(self):
         social = factories.DepartmentFactory(name="Social Care", slug="social-care")
@@ -184,7 +140,7 @@ class IncidentsAndHandOffsTest(BrowserTestCase):
         # the agent who escalated it keeps following, and watches the case
         sender = self.signed_in_page(w["agent"])
         sender.goto(f"{self.live_server_url}/desk/cases/{case.reference}/")
-        expect(sender.locator("#live-dot")).to_have_class(re.compile("is-live"))
+        expect_live(sender)
         expect(sender.locator("#case-handoff")).to_be_visible()
         expect(sender.locator("#case-handoff").get_by_role("button", name="Accept")).to_have_count(0)
 

@@ -17,12 +17,6 @@ pytestmark = pytest.mark.browser
 
 
 class LanguageChooserTest(BrowserTestCase):
-    @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite runs this with the other browser tests, last.
-        self.browser = browser
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
     def setUp(self):
         department = factories.DepartmentFactory(name="Social Care", slug="social-care")
         self.agent = factories.UserFactory(username="lena", email="lena@example.test", first_name="Lena")
@@ -31,11 +25,7 @@ class LanguageChooserTest(BrowserTestCase):
         factories.MembershipFactory(user=self.agent, department=department, role=Membership.Role.AGENT)
 
     def test_a_visitor_signs_in_in_german_and_switches_back_to_english(self):
-        context = self.browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-GB")
-        page = context.new_page()
-        problems = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        page = self.signed_out_page(locale="en-GB")
 
         # given the sign-in page in the browser's English
         page.goto(f"{self.live_server_url}/accounts/login/")
@@ -60,5 +50,5 @@ class LanguageChooserTest(BrowserTestCase):
         page.get_by_role("button", name="Sprache wechseln").click()
         expect(page.get_by_role("link", name="My settings")).to_be_visible()
         expect(page.locator("html")).to_have_attribute("lang", "en")
-        assert problems == []
-        context.close()
+        assert page.problems == []
+        page.context.close()

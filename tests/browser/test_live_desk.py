@@ -14,12 +14,8 @@ this process, so the channel layer must be one both processes share: Redis.
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.conf import settings
-from django.db import connections
-from django.test import Client
 from playwright.sync_api import expect
 
 from cases import services, sla
@@ -27,30 +23,10 @@ from cases.models import Case, Membership, Message
 from connectors import registry
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.live import BrowserTestCase
+from tests.browser.live import BrowserTestCase, expect_live, in_thread, shared_channel_layer
 from tests.desk.conftest import PASSWORD, crossed_case, minutes_ago
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower(),
-        reason="the live server and the test publish through a shared channel layer: set REDIS_URL",
-    ),
-]
-
-
-def in_thread(work):
-    """Run ``work`` off the main thread: Playwright's event loop runs there, and services
-    publish with async_to_sync, which refuses to run inside a running loop."""
-
-    def run():
-        try:
-            return work()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result(timeout=30)
+pytestmark = [pytest.mark.browser, shared_channel_layer()]
 
 
 class SocketSwitch:
@@ -93,31 +69,11 @@ class LiveDeskTest(BrowserTestCase):
         super().tearDownClass()
         registry.CONNECTORS["x"] = cls._x_connector
 
-    @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite's ordering runs these tests last, after every async
-        # test (sync Playwright keeps an event loop running from the first browser test on).
-        self.browser = browser
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
-    def signed_in_page(self, user, width: int = 1360):
-        """A browser context of its own for ``user``, signed in through a session cookie."""
-        client = Client()  # one each: signing a second user into a client ends the first's session
-        client.force_login(user)
-        context = self.browser.new_context(viewport={"width": width, "height": 900})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-              "url": self.live_server_url}]
-        )  # fmt: skip
-        return self.watched(context.new_page())
-
-    def watched(self, page):
-        """``page`` with its console errors collected and its socket switchable."""
+    def signed_in_page(self, user, **options):
+        """A page as BrowserTestCase makes them (signed out for ``None``), whose socket the test
+        can cut and restore: ``page.network``."""
+        page = super().signed_in_page(user, **options)
         page.network = SocketSwitch(page)
-        problems = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.problems = problems
         return page
 
     def setUp(self):
@@ -153,7 +109,7 @@ class LiveDeskTest(BrowserTestCase):
         a.goto(f"{self.live_server_url}/desk/?view=department")
         b.goto(f"{self.live_server_url}/desk/?view=unassigned")
         for page in (a, b):
-            expect(page.locator("#live-dot")).to_have_class(re.compile("is-live"))
+            expect_live(page)
             expect(page.locator("#live-status")).to_be_hidden()
 
         # when a customer tweets, a case opens and both queues show it without a reload
@@ -308,8 +264,7 @@ class LiveDeskTest(BrowserTestCase):
 
     def tour(self, case, in_order, elsewhere, boss):
         # the agent signs in through the real form
-        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
-        page = self.watched(context.new_page())
+        page = self.signed_out_page(width=1280)
         page.goto(f"{self.live_server_url}/desk/")
         expect(page).to_have_url(re.compile(r"/accounts/login/"))
         page.screenshot(path=f"{SCREENSHOTS}/tour-login.png")
@@ -325,7 +280,7 @@ class LiveDeskTest(BrowserTestCase):
         expect(page.locator(f'tr[data-case="{elsewhere.reference}"]')).to_have_count(0)
         keys = page.locator("#queue-rows tr").evaluate_all("rows => rows.map(r => r.dataset.key)")
         assert keys == sorted(keys) and len(keys) == 6
-        expect(page.locator("#live-dot")).to_have_class(re.compile("is-live"))
+        expect_live(page)
         page.screenshot(path=f"{SCREENSHOTS}/tour-queue.png", full_page=True)
 
         # the crossed case reads in the order things were written, each with its channel and form
@@ -378,7 +333,7 @@ class LiveDeskTest(BrowserTestCase):
         board = self.signed_in_page(boss)
         board.goto(f"{self.live_server_url}/desk/board/")
         expect(board.locator("#board-live")).to_contain_text("Social Care")
-        expect(board.locator("#live-dot")).to_have_class(re.compile("is-live"))
+        expect_live(board)
         in_thread(sla.sla_sweep)
         alert = board.locator("#alerts [data-alert]").first
         expect(alert).to_contain_text("broke the service promise")

@@ -7,44 +7,20 @@ from __future__ import annotations
 import csv
 import io
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.conf import settings
-from django.db import connections
-from django.test import Client
 from playwright.sync_api import expect
 
 from cases import services
 from cases.models import Membership, SavedView
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.live import BrowserTestCase
+from tests.browser.live import BrowserTestCase, in_thread
 
 pytestmark = pytest.mark.browser
 
 
-def in_thread(work):
-    """Run ``work`` off the main thread, where sync Playwright's event loop runs (services
-    publish with async_to_sync, which refuses to run inside a running loop)."""
-
-    def run():
-        try:
-            return work()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result(timeout=30)
-
-
 class SavedViewsTest(BrowserTestCase):
-    @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite runs this with the other browser tests, last.
-        self.browser = browser
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
     def world(self):
         social = factories.DepartmentFactory(name="Social Care", slug="social-care")
         x = factories.ChannelFactory(kind="x", name="Brand on X", slug="brand-x", department=social)
@@ -68,23 +44,9 @@ class SavedViewsTest(BrowserTestCase):
             made[name] = case
         return agent, made
 
-    def signed_in_page(self, user):
-        client = Client()
-        client.force_login(user)
-        context = self.browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-              "url": self.live_server_url}]
-        )  # fmt: skip
-        page = context.new_page()
-        page.problems = []
-        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.problems.append(str(e)))
-        return page
-
     def test_save_a_view_open_it_again_and_export_it(self):
         agent, cases = in_thread(self.world)
-        page = self.signed_in_page(agent)
+        page = self.signed_in_page(agent, accept_downloads=True)
         page.goto(f"{self.live_server_url}/desk/?view=department")
         rows = page.locator("#queue-rows tr")
         expect(rows).to_have_count(2)

@@ -8,40 +8,21 @@ set, each is also saved there as a PNG 1280 pixels wide (the README's pictures):
 from __future__ import annotations
 
 import os
-import re
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connections
 from django.db.models import Count
-from django.test import Client
 from playwright.sync_api import expect
 
 from cases import demo
 from cases.models import Case
-from tests.browser.live import BrowserTestCase
+from tests.browser.live import BrowserTestCase, expect_live, in_thread
 
 pytestmark = pytest.mark.browser
 
 WIDTH = 1280
-
-
-def off_the_event_loop(work):
-    """Run ``work`` on another thread: sync Playwright's event loop runs on this one, and the
-    services publish live events with async_to_sync, which refuses to run inside it."""
-
-    def run():
-        try:
-            return work()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result(timeout=300)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -53,30 +34,18 @@ def png_size(path: Path) -> tuple[int, int]:
 
 class DemoPagesTest(BrowserTestCase):
     @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite runs this with the other browser tests, last.
-        self.browser = browser
+    def _out(self):
         out = os.environ.get("CASELINE_SCREENSHOTS_DIR", "")
         self.out = Path(out) if out else None
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
 
-    def signed_in_page(self, email: str):
-        client = Client()
-        client.force_login(get_user_model().objects.get(email=email))
-        context = self.browser.new_context(viewport={"width": WIDTH, "height": 860})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-              "url": self.live_server_url}]
-        )  # fmt: skip
-        page = context.new_page()
-        page.problems = []
-        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.problems.append(str(e)))
-        return page
+    def signed_in_as(self, email: str):
+        """A page the README's width, signed in as the demo user with this e-mail."""
+        return self.signed_in_page(get_user_model().objects.get(email=email), width=WIDTH, height=860)
 
     def shoot(self, page, name: str, *, full_page: bool) -> None:
-        expect(page.locator("#live-dot")).to_have_class(re.compile("is-live"))
+        expect_live(page)
         assert page.problems == []
         assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH  # nothing scrolls sideways
         if self.out is None:
@@ -86,7 +55,7 @@ class DemoPagesTest(BrowserTestCase):
         assert png_size(path)[0] == WIDTH
 
     def test_queue_case_and_board_render_on_the_demo(self):
-        off_the_event_loop(demo.seed_demo)
+        in_thread(demo.seed_demo, timeout=300)
         agent_email, supervisor_email, _ = demo.DEMO_LOGINS
         agent = get_user_model().objects.get(email=agent_email)
         # the demo agent's conversation that crossed the most channels
@@ -98,7 +67,7 @@ class DemoPagesTest(BrowserTestCase):
         )
 
         # the agent's queue
-        queue = self.signed_in_page(agent_email)
+        queue = self.signed_in_as(agent_email)
         queue.goto(f"{self.live_server_url}/desk/?view=department")
         rows = queue.locator("#queue-rows tr[data-case]")
         expect(rows.first).to_be_visible()
@@ -106,7 +75,7 @@ class DemoPagesTest(BrowserTestCase):
         self.shoot(queue, "queue", full_page=False)
 
         # the case: every message in the timeline, the customer panel, the clocks
-        page = self.signed_in_page(agent_email)
+        page = self.signed_in_as(agent_email)
         page.goto(f"{self.live_server_url}/desk/cases/{case.reference}/")
         expect(page.locator("#timeline > li.entry")).to_have_count(case.count)
         expect(page.locator("#customer-panel")).to_contain_text(str(case.customer))
@@ -114,7 +83,7 @@ class DemoPagesTest(BrowserTestCase):
         self.shoot(page, "case", full_page=True)
 
         # the supervisor's board
-        board = self.signed_in_page(supervisor_email)
+        board = self.signed_in_as(supervisor_email)
         board.goto(f"{self.live_server_url}/desk/board/")
         expect(board.locator("#board-live tr[data-department]").first).to_be_visible()
         expect(board.locator("#board-live")).to_contain_text("Social Care")
@@ -123,11 +92,11 @@ class DemoPagesTest(BrowserTestCase):
         self.shoot(board, "board", full_page=False)
 
     def test_reports_settings_and_my_settings_render_on_the_demo(self):
-        off_the_event_loop(demo.seed_demo)
+        in_thread(demo.seed_demo, timeout=300)
         agent_email, supervisor_email, admin_email = demo.DEMO_LOGINS
 
         # the supervisor's report charts: every figure drawn
-        reports = self.signed_in_page(supervisor_email)
+        reports = self.signed_in_as(supervisor_email)
         reports.goto(f"{self.live_server_url}/desk/reports/")
         expect(reports.locator("svg[role=img]")).to_have_count(5)
         self.shoot(reports, "reports", full_page=True)
@@ -136,13 +105,13 @@ class DemoPagesTest(BrowserTestCase):
         from connectors.models import Channel
 
         channel = Channel.objects.filter(kind="x").order_by("pk").first()
-        settings_page = self.signed_in_page(admin_email)
+        settings_page = self.signed_in_as(admin_email)
         settings_page.goto(f"{self.live_server_url}/desk/settings/channels/{channel.pk}/")
         expect(settings_page.locator("main")).to_contain_text(channel.name)
         self.shoot(settings_page, "settings", full_page=True)
 
         # an agent's own settings, in the dark theme
-        mine = self.signed_in_page(agent_email)
+        mine = self.signed_in_as(agent_email)
         mine.emulate_media(color_scheme="dark")
         mine.goto(f"{self.live_server_url}/desk/me/settings/")
         expect(mine.locator("main")).to_contain_text("notifications")

@@ -4,44 +4,20 @@ highlighted word), open a result, and jump straight to a case by its reference."
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.conf import settings
-from django.db import connections
-from django.test import Client
 from playwright.sync_api import expect
 
 from cases import services
 from cases.models import Membership
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.live import BrowserTestCase
+from tests.browser.live import BrowserTestCase, in_thread
 
 pytestmark = pytest.mark.browser
 
 
-def in_thread(work):
-    """Run ``work`` off the main thread, where sync Playwright's event loop runs (services
-    publish with async_to_sync, which refuses to run inside a running loop)."""
-
-    def run():
-        try:
-            return work()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result(timeout=30)
-
-
 class SearchBoxTest(BrowserTestCase):
-    @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite runs this with the other browser tests, last.
-        self.browser = browser
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
     def world(self):
         social = factories.DepartmentFactory(name="Social Care", slug="social-care")
         billing = factories.DepartmentFactory(name="Billing", slug="billing")
@@ -74,20 +50,6 @@ class SearchBoxTest(BrowserTestCase):
             )
             made[name] = case
         return agent, made
-
-    def signed_in_page(self, user):
-        client = Client()
-        client.force_login(user)
-        context = self.browser.new_context(viewport={"width": 1360, "height": 900})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-              "url": self.live_server_url}]
-        )  # fmt: skip
-        page = context.new_page()
-        page.problems = []
-        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.problems.append(str(e)))
-        return page
 
     def test_type_in_the_box_and_open_a_result(self):
         agent, cases = in_thread(self.world)

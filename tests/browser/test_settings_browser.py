@@ -11,8 +11,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from playwright.sync_api import expect
 
 from cases import promise_settings
@@ -33,12 +31,6 @@ class SettingsPages(BrowserTestCase):
     """
 
     __test__ = False
-
-    @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite runs this with the other browser tests, last.
-        self.browser = browser
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     def setUp(self):
         self.admin = factories.UserFactory(
@@ -69,26 +61,12 @@ class SettingsPages(BrowserTestCase):
             priority_overrides={},
         )
 
-    def signed_in_page(self, user):
-        client = Client()
-        client.force_login(user)
-        context = self.browser.new_context(viewport={"width": 1360, "height": 1000})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-              "url": self.live_server_url}]
-        )  # fmt: skip
-        page = context.new_page()
-        page.problems = []
-        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.problems.append(str(e)))
-        return page
-
 
 class PromisePreviewTest(SettingsPages):
     __test__ = True
 
     def test_an_admin_changes_a_target_and_the_preview_follows(self):
-        page = self.signed_in_page(self.admin)
+        page = self.signed_in_page(self.admin, height=1000)
 
         # given the channel's settings, previewing a tweet on Friday 4 December 2026 at 17:55:
         # 5 minutes before closing, the other 55 from 09:00 on Monday
@@ -138,7 +116,7 @@ class CalendarHoursTest(SettingsPages):
     __test__ = True
 
     def test_an_admin_edits_a_calendars_hours(self):
-        page = self.signed_in_page(self.admin)
+        page = self.signed_in_page(self.admin, height=1000)
         page.goto(f"{self.live_server_url}/desk/settings/")
         expect(page.locator(f'tr[data-channel="{self.channel.pk}"]')).to_contain_text("60 min")
         page.screenshot(path=f"{SCREENSHOTS}/settings-index.png", full_page=True)

@@ -5,67 +5,28 @@ supervisor reads it on the CSAT report."""
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.conf import settings
 from django.core import mail
-from django.db import connections
-from django.test import Client, override_settings
+from django.test import override_settings
 from playwright.sync_api import expect
 
 from cases import services
 from cases.models import Membership, SatisfactionSurvey
 from tests import factories
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.live import BrowserTestCase
+from tests.browser.live import BrowserTestCase, expect_live, in_thread, shared_channel_layer
 from tests.desk.conftest import minutes_ago
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower(),
-        reason="the agent's page is pushed through the channel layer the live server shares: set REDIS_URL",
+    shared_channel_layer(
+        reason="the agent's page is pushed through the channel layer the live server shares: set REDIS_URL"
     ),
 ]
 
 
-def in_thread(work):
-    """Run ``work`` off the main thread, where sync Playwright's event loop runs (services
-    publish with async_to_sync, which refuses to run inside a running loop)."""
-
-    def run():
-        try:
-            return work()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result(timeout=60)
-
-
 class SurveyInTheBrowserTest(BrowserTestCase):
-    @pytest.fixture(autouse=True)
-    def _browser(self, browser, page):
-        # ``page`` is asked for so the suite runs this with the other browser tests, last.
-        self.browser = browser
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
-    def page_for(self, user=None):
-        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
-        if user is not None:
-            client = Client()
-            client.force_login(user)
-            context.add_cookies(
-                [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                  "url": self.live_server_url}]
-            )  # fmt: skip
-        page = context.new_page()
-        page.problems = []
-        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.problems.append(str(e)))
-        return page
-
     def world(self):
         care = factories.DepartmentFactory(name="Social Care", slug="social-care")
         mailbox = factories.ChannelFactory(
@@ -95,21 +56,21 @@ class SurveyInTheBrowserTest(BrowserTestCase):
         return SatisfactionSurvey.objects.select_related("message").get(case=case)
 
     def test_the_customer_answers_and_the_desk_sees_it(self):
-        case, agent, boss = in_thread(self.world)
+        case, agent, boss = in_thread(self.world, timeout=60)
 
         # the agent has the case open, connected
-        desk = self.page_for(agent)
+        desk = self.signed_in_page(agent, width=1280)
         desk.goto(f"{self.live_server_url}/desk/cases/{case.reference}/")
-        expect(desk.locator("#live-dot")).to_have_class(re.compile("is-live"))
+        expect_live(desk)
 
         # when the case is resolved, the customer is mailed the survey
-        survey = in_thread(lambda: self.resolve(case, agent))
+        survey = in_thread(lambda: self.resolve(case, agent), timeout=60)
         expect(desk.locator(f"#message-{survey.message_id}")).to_contain_text("How did we do?")
         [sent] = mail.outbox
         link = re.search(rf"{re.escape(self.live_server_url)}/s/[^/\s]+/", sent.body).group(0)
 
         # the customer opens the link (no sign-in) and answers
-        customer = self.page_for()
+        customer = self.signed_out_page(width=1280)
         customer.goto(link)
         expect(customer.get_by_role("heading", name="How did we do?")).to_be_visible()
         customer.get_by_role("button", name="Send my answer").click()
@@ -130,7 +91,7 @@ class SurveyInTheBrowserTest(BrowserTestCase):
         desk.screenshot(path=f"{SCREENSHOTS}/csat-case.png")
 
         # the supervisor reads it on the report
-        report = self.page_for(boss)
+        report = self.signed_in_page(boss, width=1280)
         report.goto(f"{self.live_server_url}/desk/reports/")
         report.get_by_role("link", name="Satisfaction").click()
         expect(report).to_have_url(re.compile(r"/desk/reports/csat/$"))
