@@ -383,6 +383,7 @@ ENDPOINTS = [
     ("post", "/api/v1/incidents/{id}/reply/", _incident, lambda w: {"text": "We are on it."}, CASE_WRITE),
     ("post", "/api/v1/incidents/{id}/close/", _incident, None, SUPERVISE),
     ("get", "/api/v1/reports/promises/", None, None, REPORTS),
+    ("get", "/api/v1/reports/figures/{figure}/", None, None, REPORTS),
     ("get", "/api/v1/tokens/", None, None, SESSION_ONLY),
     (
         "post",
@@ -428,7 +429,7 @@ CASES = [
 def test_endpoint_by_role(world, method, path, setup, body, role, expected):
     # given
     target = setup(world) if setup else None
-    url = path.format(id=target.pk) if target is not None else path
+    url = path.format(id=target.pk) if target is not None else path.format(figure="backlog")
     client = _client(world, role)
     # when
     response = getattr(client, method)(url, body(world) if body else None, format="json")
