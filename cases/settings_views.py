@@ -19,6 +19,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from connectors.models import Channel
@@ -43,12 +45,12 @@ from .settings_forms import (  # noqa: F401
 
 # What a first message on each kind of channel is, for the preview's sentence.
 ARRIVALS = {
-    "x": "A tweet",
-    "facebook": "A Facebook message",
-    "instagram": "An Instagram message",
-    "whatsapp": "A WhatsApp message",
-    "email": "An e-mail",
-    "phone": "A call",
+    "x": gettext_lazy("A tweet"),
+    "facebook": gettext_lazy("A Facebook message"),
+    "instagram": gettext_lazy("An Instagram message"),
+    "whatsapp": gettext_lazy("A WhatsApp message"),
+    "email": gettext_lazy("An e-mail"),
+    "phone": gettext_lazy("A call"),
 }
 
 
@@ -119,10 +121,12 @@ def _preview(channel: Channel, promise: ServicePromise | None, data) -> dict:
         "preview_form": form,
         "preview": None,
         "preview_problem": "",
-        "arrival_noun": ARRIVALS.get(channel.kind, "A message"),
+        "arrival_noun": ARRIVALS.get(channel.kind, _("A message")),
     }
     if promise is None:
-        context["preview_problem"] = "This channel has no promise yet: save one to see when answers are due."
+        context["preview_problem"] = _(
+            "This channel has no promise yet: save one to see when answers are due."
+        )
         return context
     if not form.is_valid():
         context["preview_problem"] = " ".join(e for errors in form.errors.values() for e in errors)
@@ -210,7 +214,7 @@ def promise_save(request: HttpRequest, pk: int) -> HttpResponse:
         except ServiceError as error:
             _refusal(form, error)
         else:
-            messages.success(request, f"The promise of {channel.name} is saved.")
+            messages.success(request, _("The promise of %(channel)s is saved.") % {"channel": channel.name})
             return redirect("settings:channel", pk=channel.pk)
     return _channel_page(request, channel, promise_form=form, status=400)
 
@@ -230,7 +234,10 @@ def ladder_save(request: HttpRequest, pk: int, path_id: int) -> HttpResponse:
         except ServiceError as error:
             _refusal(form, error)
         else:
-            messages.success(request, f"The breach ladder to {path.to_department.name} is saved.")
+            messages.success(
+                request,
+                _("The breach ladder to %(department)s is saved.") % {"department": path.to_department.name},
+            )
             return redirect("settings:channel", pk=channel.pk)
     return _channel_page(request, channel, ladder_forms={path.pk: form}, status=400)
 
@@ -254,7 +261,9 @@ def ladder_create(request: HttpRequest, pk: int) -> HttpResponse:
             _refusal(form, error)
         else:
             messages.success(
-                request, f"{channel.department.name} now escalates breaches to {path.to_department.name}."
+                request,
+                _("%(department)s now escalates breaches to %(target)s.")
+                % {"department": channel.department.name, "target": path.to_department.name},
             )
             return redirect("settings:channel", pk=channel.pk)
     return _channel_page(request, channel, create_form=form, status=400)
@@ -275,8 +284,10 @@ def promise_preview(request: HttpRequest, pk: int) -> HttpResponse:
             promise = ServicePromise(channel=channel, **values)
         else:
             promise = None
-            problem = "Fix the promise to preview it: " + " ".join(
-                e for errors in form.errors.values() for e in errors
+            problem = (
+                _("Fix the promise to preview it:")
+                + " "
+                + " ".join(e for errors in form.errors.values() for e in errors)
             )
     context = _preview(channel, promise, request.GET)
     if problem:
@@ -318,7 +329,7 @@ def _save_calendar(request: HttpRequest, calendar: BusinessCalendar | None) -> H
         except ServiceError as error:
             _refusal(form, error)
         else:
-            messages.success(request, f"The calendar “{saved.name}” is saved.")
+            messages.success(request, _("The calendar “%(name)s” is saved.") % {"name": saved.name})
             return redirect("settings:calendar", pk=saved.pk)
     return _calendar_page(request, calendar, form, status=400)
 

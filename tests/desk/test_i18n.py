@@ -265,6 +265,21 @@ def test_settings_in_german_cost_no_more_queries(client, channel):
     assert ">Geschäftskalender</h2>" in body and ">Letzte Änderungen</h2>" in body
     assert "60 Min." in body  # the channel's first-response target
 
+    body = text_of(client.get(reverse("settings:channel", args=[channel.pk])))
+    assert f"<h1>Servicezusage: {channel.name}</h1>" in body
+    assert "Ein Tweet, eingehend am <strong>" in body  # the preview names the arrival in German
+    saved = client.post(
+        reverse("settings:promise_save", args=[channel.pk]),
+        {
+            "first_response_minutes": 30,
+            "next_response_minutes": 60,
+            "resolution_minutes": 480,
+            "at_risk_ratio": "0.75",
+        },
+        follow=True,
+    )
+    assert f"Die Servicezusage von {channel.name} ist gespeichert." in text_of(saved)
+
 
 def test_incidents_in_german_cost_no_more_queries(client, agent, channel):
     now = timezone.now()
