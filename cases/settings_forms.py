@@ -10,12 +10,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from django import forms
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 
 from . import promise_settings as ps
 from .errors import ServiceError
 from .models import BusinessCalendar, Case, Department, ServicePromise
 
-MINUTES_INVALID = "a whole number of working minutes"
+MINUTES_INVALID = gettext_lazy("a whole number of working minutes")
 ARRIVAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M")
 
 
@@ -24,8 +26,8 @@ def _minutes_field(label: str, *, required: bool = True, **kwargs) -> forms.Inte
         label=label,
         required=required,
         error_messages={
-            "required": f"{label} is required, in working minutes.",
-            "invalid": f"{label}: {MINUTES_INVALID}.",
+            "required": format_lazy(gettext_lazy("{label} is required, in working minutes."), label=label),
+            "invalid": format_lazy("{}: {}.", label, MINUTES_INVALID),
         },
         widget=forms.NumberInput(attrs={"min": kwargs.pop("min_value", 1), "step": 1, "class": "num"}),
         **kwargs,
@@ -38,22 +40,22 @@ def _minutes_field(label: str, *, required: bool = True, **kwargs) -> forms.Inte
 class PromiseForm(forms.Form):
     """A channel's promise: three targets, the at-risk share, the calendar, per-priority overrides."""
 
-    calendar = forms.ChoiceField(label="Business calendar", required=False)
-    first_response_minutes = _minutes_field("First response target")
-    next_response_minutes = _minutes_field("Next response target")
-    resolution_minutes = _minutes_field("Resolution target")
+    calendar = forms.ChoiceField(label=gettext_lazy("Business calendar"), required=False)
+    first_response_minutes = _minutes_field(gettext_lazy("First response target"))
+    next_response_minutes = _minutes_field(gettext_lazy("Next response target"))
+    resolution_minutes = _minutes_field(gettext_lazy("Resolution target"))
     at_risk_ratio = forms.DecimalField(
-        label="At-risk share",
+        label=gettext_lazy("At-risk share"),
         required=False,
-        help_text="Share of a target used after which a case shows as at risk (0.75 is 75%).",
-        error_messages={"invalid": "At-risk share is a number such as 0.75."},
+        help_text=gettext_lazy("Share of a target used after which a case shows as at risk (0.75 is 75%)."),
+        error_messages={"invalid": gettext_lazy("At-risk share is a number such as 0.75.")},
         widget=forms.NumberInput(attrs={"min": "0.01", "max": "0.99", "step": "0.01", "class": "num"}),
     )
 
     def __init__(self, *args, calendars: list[BusinessCalendar], **kwargs):
         super().__init__(*args, **kwargs)
         self.calendars = {str(c.pk): c for c in calendars}
-        self.fields["calendar"].choices = [("", "24/7 (no calendar)")] + [
+        self.fields["calendar"].choices = [("", gettext_lazy("24/7 (no calendar)"))] + [
             (pk, c.name) for pk, c in self.calendars.items()
         ]
         for priority, priority_label in Case.Priority.choices:
@@ -147,7 +149,7 @@ class LadderForm(forms.Form):
 
 
 class LadderCreateForm(LadderForm):
-    to_department = forms.ChoiceField(label="Escalate to")
+    to_department = forms.ChoiceField(label=gettext_lazy("Escalate to"))
 
     field_order = ["to_department", *ps.LADDER_STEPS]
 
@@ -160,28 +162,32 @@ class LadderCreateForm(LadderForm):
         return self.departments[self.cleaned_data["to_department"]]
 
 
-HOURS_HELP = "e.g. 09:00-12:30, 13:30-17:30 — empty: closed. 22:00-06:00 runs past midnight."
+HOURS_HELP = gettext_lazy("e.g. 09:00-12:30, 13:30-17:30 — empty: closed. 22:00-06:00 runs past midnight.")
 
 
 class CalendarForm(forms.Form):
-    name = forms.CharField(label="Name", max_length=120)
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=120)
     time_zone = forms.CharField(
-        label="Time zone",
+        label=gettext_lazy("Time zone"),
         max_length=64,
         initial="UTC",
         widget=forms.TextInput(attrs={"list": "time-zones", "autocomplete": "off", "spellcheck": "false"}),
     )
-    always_open = forms.BooleanField(label="Open around the clock (24/7; ignores the rest)", required=False)
+    always_open = forms.BooleanField(
+        label=gettext_lazy("Open around the clock (24/7; ignores the rest)"), required=False
+    )
     holiday_country = forms.CharField(
-        label="Public holidays of",
+        label=gettext_lazy("Public holidays of"),
         max_length=16,
         required=False,
-        help_text="A country code such as GB, or with a subdivision, such as US-NY. Empty: none.",
+        help_text=gettext_lazy(
+            "A country code such as GB, or with a subdivision, such as US-NY. Empty: none."
+        ),
     )
     extra_closed_dates = forms.CharField(
-        label="Extra closed days",
+        label=gettext_lazy("Extra closed days"),
         required=False,
-        help_text="Dates as YYYY-MM-DD, separated by commas or lines.",
+        help_text=gettext_lazy("Dates as YYYY-MM-DD, separated by commas or lines."),
         widget=forms.Textarea(attrs={"rows": 3}),
     )
 
@@ -192,7 +198,9 @@ class CalendarForm(forms.Form):
                 label=label,
                 required=False,
                 max_length=200,
-                widget=forms.TextInput(attrs={"placeholder": "closed", "size": 34, "spellcheck": "false"}),
+                widget=forms.TextInput(
+                    attrs={"placeholder": gettext_lazy("closed"), "size": 34, "spellcheck": "false"}
+                ),
             )
 
     @staticmethod
@@ -248,7 +256,8 @@ class CalendarForm(forms.Form):
         hour_errors = any(f"hours_{day}" in self.errors for day in ps.WEEKDAYS)
         if not data.get("always_open") and not hours and not hour_errors:
             self.add_error(
-                None, "Weekly hours: a calendar that is not open around the clock needs open hours."
+                None,
+                gettext_lazy("Weekly hours: a calendar that is not open around the clock needs open hours."),
             )
         return data
 
@@ -269,11 +278,14 @@ class CalendarForm(forms.Form):
 
 class PreviewForm(forms.Form):
     arrival = forms.CharField(
-        label="A first message arriving at",
+        label=gettext_lazy("A first message arriving at"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 60}),
     )
     priority = forms.ChoiceField(
-        label="Priority", choices=Case.Priority.choices, initial=Case.Priority.NORMAL, required=False
+        label=gettext_lazy("Priority"),
+        choices=Case.Priority.choices,
+        initial=Case.Priority.NORMAL,
+        required=False,
     )
 
     def clean_arrival(self) -> datetime:
@@ -283,7 +295,7 @@ class PreviewForm(forms.Form):
                 return datetime.strptime(value, pattern)  # noqa: DTZ007 - a wall-clock time in the calendar's zone
             except ValueError:
                 continue
-        raise forms.ValidationError("Arrival: a date and time such as 2026-12-04 17:55.")
+        raise forms.ValidationError(gettext_lazy("Arrival: a date and time such as 2026-12-04 17:55."))
 
 
 def _refusal(form: forms.Form, error: ServiceError) -> None:

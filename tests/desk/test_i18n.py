@@ -268,6 +268,7 @@ def test_settings_in_german_cost_no_more_queries(client, channel):
     body = text_of(client.get(reverse("settings:channel", args=[channel.pk])))
     assert f"<h1>Servicezusage: {channel.name}</h1>" in body
     assert "Ein Tweet, eingehend am <strong>" in body  # the preview names the arrival in German
+    assert '_first_response_minutes">Ziel für die erste Antwort</label>' in body  # a settings form's label
     saved = client.post(
         reverse("settings:promise_save", args=[channel.pk]),
         {
