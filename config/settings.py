@@ -280,7 +280,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # How often a worker looks for such tasks (kombu's default: every 100 s).
 if _restore_every := env.float("CELERY_UNACKED_RESTORE_SECONDS", default=0.0):
-    CELERY_BROKER_TRANSPORT_OPTIONS.update(unacked_restore_interval=_restore_every, unacked_restore_throttle=1)
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        unacked_restore_interval=_restore_every, unacked_restore_throttle=1
+    )
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1,
     "interval_start": 0,
