@@ -298,20 +298,8 @@ def triage_changes(
 
 
 def triage_event(case: Case, *, change: str = "triage") -> dict:
-    """The live ``case.changed`` event after triage moved ``case``."""
-    return {
-        "type": "case.changed",
-        "change": change,
-        "case_id": case.pk,
-        "reference": case.reference,
-        "department_id": case.department_id,
-        "assignee_id": case.assignee_id,
-        "status": case.status,
-        "priority": case.priority,
-        "category": case.category,
-        "sla_state": case.sla_state,
-        "due_at": case.due_at.isoformat() if case.due_at else None,
-    }
+    """The live ``case.changed`` event after triage moved ``case`` (with its category)."""
+    return services.case_changed_event(case, change, category=case.category)
 
 
 def triage_groups(case: Case) -> list[str]:

@@ -37,6 +37,7 @@ from .events import (  # noqa: F401
     _now,
     _require_reason,
     _user_label,
+    case_changed_event,
     record_event,
 )
 from .merge import (  # noqa: F401

@@ -34,12 +34,9 @@ def _case_groups(case: Case, *extra_users) -> list[str]:
     return names
 
 
-def _announce(case: Case, change: str, *extra_users, actor=None) -> None:
-    """Tell every screen showing ``case`` that it changed (after commit).
-
-    An assignment names who made it (``actor_id``): the new assignee's desk notifies them
-    unless they took the case themselves."""
-    event = {
+def case_changed_event(case: Case, change: str, **extra) -> dict:
+    """The live ``case.changed`` event: what a queue row, a board and a case header show."""
+    return {
         "type": "case.changed",
         "change": change,
         "case_id": case.pk,
@@ -48,9 +45,18 @@ def _announce(case: Case, change: str, *extra_users, actor=None) -> None:
         "assignee_id": case.assignee_id,
         "status": case.status,
         "priority": case.priority,
+        **extra,
         "sla_state": case.sla_state,
         "due_at": case.due_at.isoformat() if case.due_at else None,
     }
+
+
+def _announce(case: Case, change: str, *extra_users, actor=None) -> None:
+    """Tell every screen showing ``case`` that it changed (after commit).
+
+    An assignment names who made it (``actor_id``): the new assignee's desk notifies them
+    unless they took the case themselves."""
+    event = case_changed_event(case, change)
     if change == "assigned":
         event["actor_id"] = actor.pk if actor is not None else None
     publish_on_commit(event=event, groups=_case_groups(case, *extra_users))
