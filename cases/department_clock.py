@@ -277,7 +277,7 @@ def department_target_save(*, department: Department, actor, minutes: int | None
     nothing; one configuration audit entry naming ``actor`` when the value changed, none
     otherwise. Cases already past a new, shorter target are warned by the next sweep.
     """
-    from .promise_settings import _audited  # the settings screens' audit actor
+    from .promise_settings.services import _audited  # the settings screens' audit actor
 
     if not permissions.can_set_department_target(actor, department):
         raise NotPermitted("Only admins and the department's supervisors set its handling target.")

@@ -19,7 +19,7 @@ from . import department_clock, permissions
 from . import promise_settings as ps
 from .errors import ServiceError
 from .models import Department
-from .settings_views import audit_rows
+from .settings_audit import audit_rows
 
 
 class DepartmentTargetForm(forms.Form):
